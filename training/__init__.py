@@ -1,0 +1,1 @@
+"""Training side of BalancedBio: models, synthetic data, rewards, GRPO, evaluation, export."""
