@@ -42,11 +42,13 @@ class LazySource(Generic[T]):
     finishes must not both pay for it (or both mutate a package's global tables).
     """
 
-    def __init__(self, name: str, loader: Callable[[], T]) -> None:
+    def __init__(self, name: str, loader: Callable[[], T], depends_on: tuple["LazySource", ...] = ()) -> None:
         if name in _REGISTRY:
             raise ValueError(f"A knowledge source named {name!r} is already registered; names must be unique.")
         self.name = name
         self._loader = loader
+        # Loaded before this source's clock starts, so each source's stats count only itself.
+        self._depends_on = depends_on
         self._lock = threading.Lock()
         self._value: T | None = None
         self._loaded = False
@@ -65,6 +67,8 @@ class LazySource(Generic[T]):
     def get(self) -> T:
         if self._loaded:  # fast path: no lock once loaded
             return self._value  # type: ignore[return-value]
+        for dependency in self._depends_on:
+            dependency.get()
         with self._lock:
             if not self._loaded:
                 self._load()

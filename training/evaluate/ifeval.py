@@ -26,10 +26,12 @@ from if_verifiable.common import evaluate_instructions
 from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
 
 __all__ = [
+    "METRICS",
     "IFEvalFileError",
     "IFEvalItem",
     "IFEvalResult",
     "aggregate",
+    "default_cache_dir",
     "ensure_checkers_ready",
     "ensure_punkt_offline",
     "load_ifeval",
@@ -38,12 +40,11 @@ __all__ = [
 ]
 
 _PUNKT_FILES = ("abbrev_types.txt", "collocations.tab", "sent_starters.txt", "ortho_context.tab")
+# The four official IFEval metrics, in the order Google's harness and lm-eval report them.
 METRICS = ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc")
 
 
-# ---------------------------------------------------------------------------------------------
-# NLTK punkt, offline
-# ---------------------------------------------------------------------------------------------
+# --- NLTK punkt, offline ---
 
 
 def default_cache_dir() -> Path:
@@ -166,9 +167,7 @@ def ensure_checkers_ready() -> Path:
     return _ready_for(default_cache_dir().expanduser().resolve())
 
 
-# ---------------------------------------------------------------------------------------------
-# Items and the input_data.jsonl format
-# ---------------------------------------------------------------------------------------------
+# --- Items and the input_data.jsonl format ---
 
 
 @dataclass(frozen=True)
@@ -246,9 +245,7 @@ def load_ifeval(path: str | Path) -> list[IFEvalItem]:
     return items
 
 
-# ---------------------------------------------------------------------------------------------
-# Scoring
-# ---------------------------------------------------------------------------------------------
+# --- Scoring ---
 
 
 @dataclass(frozen=True)

@@ -45,9 +45,12 @@ class TorchLM:
     share one forward pass: a 4-option item costs one pass, not four.
     """
 
-    def __init__(self, model, tokenizer, name: str, max_batch_tokens: int = 4096, progress: bool = True):
+    def __init__(self, model, tokenizer, name: str, max_batch_tokens: int = 4096, max_gen_batch: int = 32,
+                 progress: bool = True):
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.max_batch_tokens = max_batch_tokens
+        # Decoding is bound by per-step overhead, not FLOPs, on a CPU: wide batches pay off there.
+        self.max_gen_batch = max_gen_batch
         self.progress = progress
         self.max_length = int(getattr(model.config, "max_position_embeddings", 2048))
 
@@ -80,11 +83,12 @@ class TorchLM:
             by_input.setdefault(inputs, []).append((i, tuple(cont)))
         return [_Scored(k, tuple(v)) for k, v in by_input.items()]
 
-    def _batches(self, items: list, length) -> list[list]:
+    def _batches(self, items: list, length, max_rows: int | None = None) -> list[list]:
         ordered = sorted(items, key=length, reverse=True)
         batches, current = [], []
         for item in ordered:
-            if current and length(current[0]) * (len(current) + 1) > self.max_batch_tokens:
+            full = max_rows is not None and len(current) >= max_rows
+            if current and (full or length(current[0]) * (len(current) + 1) > self.max_batch_tokens):
                 batches.append(current)
                 current = []
             current.append(item)
@@ -152,7 +156,8 @@ class TorchLM:
 
         encoded = [(i, self._encode(p)[-(self.max_length - max_new_tokens):]) for i, p in enumerate(prompts)]
         outputs: list[str] = [""] * len(prompts)
-        batches = self._batches(encoded, lambda e: len(e[1]) + max_new_tokens)
+        # Prompt tokens bound the prefill's memory; the row count bounds the decode batch.
+        batches = self._batches(encoded, lambda e: len(e[1]), max_rows=self.max_gen_batch)
         bar = tqdm(total=len(prompts), desc=f"{self.name}: generate", disable=not self.progress, unit="prompt")
         eos = self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id
         with torch.inference_mode():

@@ -46,9 +46,7 @@ def _ok(reason: str) -> VerifierResult:
     return VerifierResult(1.0, reason)
 
 
-# ---------------------------------------------------------------------------------------------
-# IFEval ids, through if_verifiable
-# ---------------------------------------------------------------------------------------------
+# --- IFEval ids, through if_verifiable ---
 
 
 def _ifeval_checker(instruction_id: str, kwargs: Kwargs) -> tuple[Any, str]:
@@ -57,7 +55,9 @@ def _ifeval_checker(instruction_id: str, kwargs: Kwargs) -> tuple[Any, str]:
     try:
         description = checker.build_description(**kwargs)
     except (TypeError, ValueError, KeyError, re.error) as e:
-        raise ValueError(f"constraint {instruction_id!r}: the IFEval checker rejects kwargs {dict(kwargs)}: {e!r}") from e
+        raise ValueError(
+            f"constraint {instruction_id!r}: the IFEval checker rejects kwargs {dict(kwargs)}: {e!r}"
+        ) from e
     return checker, description
 
 
@@ -98,9 +98,7 @@ def _ifeval_entry(instruction_id: str) -> Constraint:
     return Constraint(check=_check_ifeval(instruction_id), required=keys, validate=_validate_ifeval(instruction_id))
 
 
-# ---------------------------------------------------------------------------------------------
-# clinical:soap_sections
-# ---------------------------------------------------------------------------------------------
+# --- clinical:soap_sections ---
 
 SOAP = ("Subjective", "Objective", "Assessment", "Plan")
 
@@ -108,9 +106,9 @@ SOAP = ("Subjective", "Objective", "Assessment", "Plan")
 def _heading_pattern(name: str) -> re.Pattern[str]:
     # "Subjective:", "## Subjective", "**Subjective**", "**Subjective:** text"; the name must be
     # followed by a colon or end the line, so prose like "Subjective findings..." is not a heading.
+    marks = r"[ \t]*[*_]{0,2}[ \t]*"
     return re.compile(
-        rf"^[ \t]*(?:#{{1,6}}[ \t]*)?[*_]{{0,2}}[ \t]*{re.escape(name)}[ \t]*[*_]{{0,2}}[ \t]*(?::|$)[*_]{{0,2}}(?P<rest>.*)$",
-        re.IGNORECASE,
+        rf"^[ \t]*(?:#{{1,6}})?{marks}{re.escape(name)}{marks}(?::|$)[*_]{{0,2}}(?P<rest>.*)$", re.IGNORECASE
     )
 
 
@@ -147,15 +145,14 @@ def _check_soap(response: str, kwargs: Kwargs, prompt: str) -> VerifierResult:
 
 def _validate_soap(kwargs: Kwargs) -> None:
     sections = kwargs.get("sections", SOAP)
-    if not isinstance(sections, (list, tuple)) or not sections or not all(isinstance(s, str) and s.strip() for s in sections):
+    names_ok = isinstance(sections, (list, tuple)) and all(isinstance(s, str) and s.strip() for s in sections)
+    if not sections or not names_ok:
         raise ValueError("constraint 'clinical:soap_sections': `sections` must be a non-empty list of section names")
     if len({s.strip().lower() for s in sections}) != len(sections):
         raise ValueError(f"constraint 'clinical:soap_sections': duplicate names in `sections` {list(sections)}")
 
 
-# ---------------------------------------------------------------------------------------------
-# clinical:json_fields
-# ---------------------------------------------------------------------------------------------
+# --- clinical:json_fields ---
 
 _JSON_TYPES: dict[str, Callable[[Any], bool]] = {
     "string": lambda v: isinstance(v, str),
@@ -205,12 +202,10 @@ def _validate_json_fields(kwargs: Kwargs) -> None:
         raise ValueError(f"constraint 'clinical:json_fields': unknown type(s) {bad}; use one of {sorted(_JSON_TYPES)}")
     stray = sorted(set(types) - set(fields))
     if stray:
-        raise ValueError(f"constraint 'clinical:json_fields': `types` names {stray}, which are not in `fields`; add them")
+        raise ValueError(f"constraint 'clinical:json_fields': `types` names {stray}, which are not in `fields`")
 
 
-# ---------------------------------------------------------------------------------------------
-# clinical:numbered_plan
-# ---------------------------------------------------------------------------------------------
+# --- clinical:numbered_plan ---
 
 _ITEM = re.compile(r"^[ \t]*(\d{1,3})[.)][ \t]+\S", re.MULTILINE)
 
@@ -249,17 +244,19 @@ def _validate_numbered_plan(kwargs: Kwargs) -> None:
     if not _is_count(lo):
         raise ValueError(f"constraint 'clinical:numbered_plan': `min_items` must be an integer >= 1, got {lo!r}")
     if hi is not None and (not _is_count(hi) or hi < lo):
-        raise ValueError(f"constraint 'clinical:numbered_plan': `max_items` must be an integer >= min_items ({lo}), got {hi!r}")
+        raise ValueError(f"constraint 'clinical:numbered_plan': `max_items` must be an int >= min_items, got {hi!r}")
 
 
-# ---------------------------------------------------------------------------------------------
-# The registry and its entry points
-# ---------------------------------------------------------------------------------------------
+# --- The registry and its entry points ---
 
 _CLINICAL: dict[str, Constraint] = {
     "clinical:soap_sections": Constraint(_check_soap, optional=("sections",), validate=_validate_soap),
-    "clinical:json_fields": Constraint(_check_json_fields, required=("fields",), optional=("types",), validate=_validate_json_fields),
-    "clinical:numbered_plan": Constraint(_check_numbered_plan, required=("min_items",), optional=("max_items",), validate=_validate_numbered_plan),
+    "clinical:json_fields": Constraint(
+        _check_json_fields, required=("fields",), optional=("types",), validate=_validate_json_fields
+    ),
+    "clinical:numbered_plan": Constraint(
+        _check_numbered_plan, required=("min_items",), optional=("max_items",), validate=_validate_numbered_plan
+    ),
 }
 
 CONSTRAINTS: dict[str, Constraint] = {**{iid: _ifeval_entry(iid) for iid in sorted(INSTRUCTION_DICT)}, **_CLINICAL}
@@ -318,4 +315,6 @@ def check_constraints(response: str, specs: Sequence[ConstraintSpec], prompt: st
     failed = [f"{spec.id}: {r.reason}" for spec, r in zip(specs, results) if not r.passed]
     passed = len(specs) - len(failed)
     summary = f"{passed}/{len(specs)} constraints satisfied"
-    return VerifierResult(passed / len(specs), summary + (("; failed: " + " | ".join(failed)) if failed else ""))
+    if failed:
+        summary += "; failed: " + " | ".join(failed)
+    return VerifierResult(passed / len(specs), summary)

@@ -1,0 +1,99 @@
+"""`python -m training.evaluate`: score a model on one benchmark, or compare reports.
+
+    python -m training.evaluate --model smollm2-135m --benchmark medmcqa --data PATH --limit 50
+    python -m training.evaluate --compare runs/eval/a runs/eval/b --out runs/eval/compare
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from training.evaluate.runner import BENCHMARKS
+
+_BENCHMARK_HELP = "; ".join(f"{name}: {spec.description}" for name, spec in BENCHMARKS.items())
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation of one model on one benchmark."""
+
+    model: str = field(default="smollm2-135m", metadata={
+        "help": "Embedded model name (smollm2-135m), a local model folder, or a hub name (must be cached when offline)."})
+    benchmark: str | None = field(default=None, metadata={
+        "help": f"Benchmark to run. {_BENCHMARK_HELP}.", "choices": sorted(BENCHMARKS)})
+    data: str | None = field(default=None, metadata={
+        "help": "Path of the benchmark file in its original format. Default: the published file under "
+                "$BALANCEDBIO_DATA (../shared/data), or the bundled sample with --sample."})
+    sample: bool = field(default=False, metadata={"help": "Use the small sample of the benchmark bundled with the project."})
+    limit: int | None = field(default=None, metadata={"help": "Evaluate a seeded random subset of this many items."})
+    seed: int = field(default=0, metadata={"help": "Seed for --limit's subset and anything random."})
+    modes: str = field(default="loglik,generate", metadata={
+        "help": "Multiple-choice scoring: loglik (option log-likelihood), generate (answer extraction), or both."})
+    max_new_tokens: int | None = field(default=None, metadata={
+        "help": "Generation budget; default per benchmark (16 multiple choice, 512 IFEval, 256 capabilities)."})
+    batch_tokens: int = field(default=4096, metadata={"help": "Padded tokens per forward batch (memory vs speed)."})
+    out: str | None = field(default=None, metadata={
+        "help": "Output folder for report.json, report.md, chart.png, predictions.jsonl. Default: runs/eval/<model>-<benchmark>-<time>."})
+    compare: list[str] = field(default_factory=list, metadata={
+        "help": "Instead of evaluating, compare these report folders (or report.json files) side by side."})
+
+    def __post_init__(self) -> None:
+        if not self.compare and self.benchmark is None:
+            raise ValueError("--benchmark is required (or --compare REPORT ...); see --help for the list")
+        if self.limit is not None and self.limit <= 0:
+            raise ValueError(f"--limit must be a positive number of items, got {self.limit}")
+        bad = set(self.mode_list) - {"loglik", "generate"}
+        if bad or not self.mode_list:
+            raise ValueError(f"--modes takes loglik, generate or 'loglik,generate'; got {self.modes!r}")
+        if self.data and self.sample:
+            raise ValueError("--data and --sample both name the data; pass only one")
+        if self.batch_tokens < 64:
+            raise ValueError(f"--batch_tokens {self.batch_tokens} is too small to hold one question; use 1024 or more")
+
+    @property
+    def mode_list(self) -> list[str]:
+        return [m.strip() for m in self.modes.split(",") if m.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(EvalConfig, description=__doc__.split("\n")[0])
+    try:
+        (config,) = parser.parse_args_into_dataclasses(args=argv)
+    except ValueError as e:
+        parser.error(str(e))
+
+    from training.evaluate.report import EvalReport, compare
+
+    if config.compare:
+        out = Path(config.out) if config.out else None
+        print(compare([Path(p) for p in config.compare], out))
+        return 0
+
+    from training.evaluate.benchmarks import BenchmarkFileError
+    from training.evaluate.lm import load_language_model
+    from training.evaluate.runner import default_data, run_benchmark
+    from training.models import ModelUnavailableError
+
+    out = Path(config.out or f"runs/eval/{Path(config.model).name}-{config.benchmark}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        data = Path(config.data) if config.data else default_data(config.benchmark, sample=config.sample)
+        lm = load_language_model(config.model, max_batch_tokens=config.batch_tokens)
+        result = run_benchmark(lm, config.benchmark, data, config.limit, config.seed, config.mode_list,
+                               config.max_new_tokens, predictions_path=out / "predictions.jsonl")
+    except (ModelUnavailableError, BenchmarkFileError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    report = EvalReport(model=config.model, seed=config.seed, limit=config.limit, results=[result])
+    report.write(out)
+    print(report.markdown())
+    print(f"wrote {out}/report.json, report.md, chart.png, predictions.jsonl")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""The benchmark registry and running one benchmark against one model."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from training.evaluate import benchmarks as bm
+from training.evaluate.lm import LanguageModel
+from training.evaluate.report import BenchmarkResult
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = Path(__file__).resolve().parent / "samples"
+
+
+def shared_data_dir() -> Path:
+    """`$BALANCEDBIO_DATA`, else the workspace's `../shared/data` beside the repository."""
+    return Path(os.environ.get("BALANCEDBIO_DATA") or REPO_ROOT.parent / "shared" / "data")
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    name: str
+    kind: str  # "multiple_choice" | "ifeval" | "capabilities"
+    description: str
+    full_data: str  # the published file, relative to the shared data folder
+    sample_data: str  # the small sample bundled with the project, relative to `samples/`
+    reader: Callable[[Path], list]
+    max_new_tokens: int
+
+
+def _read_ifeval(path: Path) -> list:
+    from training.evaluate.ifeval import load_ifeval
+
+    return load_ifeval(path)
+
+
+def _read_capabilities(path: Path) -> list:
+    from training.records import load_records
+
+    return load_records(path)
+
+
+BENCHMARKS: dict[str, BenchmarkSpec] = {s.name: s for s in (
+    BenchmarkSpec("medqa", "multiple_choice", "MedQA USMLE 4-option (jsonl: question, options, answer_idx)",
+                  "benchmarks/medqa_us_4options_test_sample20.jsonl", "medqa_us_4options_test_sample20.jsonl", bm.read_medqa, 16),
+    BenchmarkSpec("medmcqa", "multiple_choice", "MedMCQA (jsonl: question, opa..opd, cop 1-4)",
+                  "benchmarks/medmcqa_dev.jsonl", "medmcqa_dev_sample.jsonl", bm.read_medmcqa, 16),
+    BenchmarkSpec("pubmedqa", "multiple_choice", "PubMedQA PQA-L (ori_pqal.json; test split from test_ground_truth.json beside it)",
+                  "benchmarks/ori_pqal.json", "pubmedqa/ori_pqal.json", bm.read_pubmedqa, 16),
+    BenchmarkSpec("mmlu_medical", "multiple_choice", "MMLU's six medical subjects (headerless CSV, a file or their folder)",
+                  "benchmarks/mmlu_medical_test_sample", "mmlu_medical_test_sample", bm.read_mmlu, 16),
+    BenchmarkSpec("ifeval", "ifeval", "IFEval (input_data.jsonl: key, prompt, instruction_id_list, kwargs)",
+                  "benchmarks/ifeval_input_data.jsonl", "ifeval_input_data_sample.jsonl", _read_ifeval, 512),
+    BenchmarkSpec("capabilities", "capabilities", "the four capability scores over capability-tagged JSONL (training.records)",
+                  "", "capabilities_fixture.jsonl", _read_capabilities, 256),
+)}
+
+
+def benchmark_spec(name: str) -> BenchmarkSpec:
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r}; choose one of {sorted(BENCHMARKS)}")
+    return BENCHMARKS[name]
+
+
+def default_data(name: str, sample: bool = False) -> Path:
+    """The published file in the shared data folder, or the project's bundled sample of it."""
+    spec = benchmark_spec(name)
+    if sample or not spec.full_data:
+        return SAMPLES / spec.sample_data
+    return shared_data_dir() / spec.full_data
+
+
+def run_benchmark(lm: LanguageModel, name: str, data: Path | None = None, limit: int | None = None, seed: int = 0,
+                  modes=("loglik", "generate"), max_new_tokens: int | None = None,
+                  predictions_path: Path | None = None) -> BenchmarkResult:
+    """Score `lm` on one benchmark file; per-item predictions go to `predictions_path` as JSONL."""
+    spec = benchmark_spec(name)
+    data = Path(data) if data else default_data(name)
+    if not data.exists():
+        raise bm.BenchmarkFileError(f"{data}: not found; pass --data with {spec.description}")
+    items = bm.sample(spec.reader(data), limit, seed)
+    if not items:
+        raise bm.BenchmarkFileError(f"{data}: holds no items")
+    new_tokens = max_new_tokens or spec.max_new_tokens
+    random.seed(seed)
+    started = time.perf_counter()
+    if spec.kind == "multiple_choice":
+        from training.evaluate.multiple_choice import score_multiple_choice
+
+        metrics, preds = score_multiple_choice(lm, items, modes, new_tokens)
+        rows = [vars(p) for p in preds]
+    elif spec.kind == "ifeval":
+        metrics, rows = _score_ifeval(lm, items, new_tokens)
+    else:
+        from training.evaluate.capabilities import score_capabilities
+
+        metrics, verdicts = score_capabilities(lm, items, new_tokens)
+        rows = [{"id": v.id, "capability": v.capability, "score": v.score, "completion": v.completion,
+                 "checks": {k: {"score": c.score, "reason": c.reason} for k, c in v.checks.items()}} for v in verdicts]
+    wall = time.perf_counter() - started
+    if predictions_path:
+        predictions_path.parent.mkdir(parents=True, exist_ok=True)
+        with predictions_path.open("w") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return BenchmarkResult(benchmark=name, kind=spec.kind, data=str(data), n=len(items), metrics=metrics,
+                           wall_time_s=round(wall, 2))
+
+
+def _score_ifeval(lm: LanguageModel, items: list, max_new_tokens: int) -> tuple[dict, list[dict]]:
+    from training.evaluate.ifeval import aggregate, ensure_checkers_ready, score_response
+
+    ensure_checkers_ready()
+    prompts = [lm.chat_prompt([{"role": "user", "content": item.prompt}]) for item in items]
+    responses = lm.generate(prompts, max_new_tokens)
+    results = [score_response(item, response) for item, response in zip(items, responses)]
+    metrics = {"n": len(items), **aggregate(results)}
+    rows = [{"key": item.key, "response": response, "strict": r.strict, "loose": r.loose}
+            for item, response, r in zip(items, responses, results)]
+    return metrics, rows
