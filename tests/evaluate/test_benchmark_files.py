@@ -81,3 +81,22 @@ def test_limit_sample_is_seeded_and_keeps_order():
     assert bm.sample(items, None, seed=1) == items
     with pytest.raises(ValueError, match="positive"):
         bm.sample(items, 0, seed=1)
+
+
+def test_hub_dataset_name_is_read_through_datasets(tmp_path, monkeypatch):
+    # A local dataset folder stands in for the hub: load_dataset resolves both the same way.
+    from training.evaluate.runner import from_hub
+
+    monkeypatch.setenv("BALANCEDBIO_CACHE", str(tmp_path / "cache"))
+    source = tmp_path / "ifeval-copy"
+    source.mkdir()
+    (source / "train.jsonl").write_text((SAMPLES / "ifeval_input_data_sample.jsonl").read_text())
+    path = from_hub("ifeval", f"{source}@train")
+    assert len(BENCHMARKS["ifeval"].reader(path)) == 25
+
+
+def test_hub_is_refused_for_benchmarks_whose_hub_format_differs():
+    from training.evaluate.runner import from_hub
+
+    with pytest.raises(bm.BenchmarkFileError, match="pass --data with the published file"):
+        from_hub("pubmedqa", "qiaojin/PubMedQA")

@@ -12,7 +12,7 @@ from training.evaluate.runner import SAMPLES
 @pytest.fixture(scope="module")
 def mixed_items():
     # Short MedMCQA questions and long PubMedQA abstracts in one batch stress the left padding.
-    return bm.read_medmcqa(SAMPLES / "medmcqa_dev_sample.jsonl")[:6] + bm.read_pubmedqa(SAMPLES / "pubmedqa" / "ori_pqal.json")[:3]
+    return bm.read_medmcqa(SAMPLES / "medmcqa_dev_sample.jsonl")[:5] + bm.read_pubmedqa(SAMPLES / "pubmedqa" / "ori_pqal.json")[:2]
 
 
 def test_batched_loglikelihood_matches_naive_loop(embedded_lm, mixed_items):

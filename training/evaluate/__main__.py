@@ -25,7 +25,8 @@ class EvalConfig:
     benchmark: str | None = field(default=None, metadata={
         "help": f"Benchmark to run. {_BENCHMARK_HELP}.", "choices": sorted(BENCHMARKS)})
     data: str | None = field(default=None, metadata={
-        "help": "Path of the benchmark file in its original format. Default: the published file under "
+        "help": "Path of the benchmark file in its original format, or hub:ORG/NAME[@SPLIT] for a hub copy with the "
+                "same fields (medqa, medmcqa, ifeval; needs the hub). Default: the published file under "
                 "$BALANCEDBIO_DATA (../shared/data), or the bundled sample with --sample."})
     sample: bool = field(default=False, metadata={"help": "Use the small sample of the benchmark bundled with the project."})
     limit: int | None = field(default=None, metadata={"help": "Evaluate a seeded random subset of this many items."})
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(config.out or f"runs/eval/{Path(config.model).name}-{config.benchmark}-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
-        data = Path(config.data) if config.data else default_data(config.benchmark, sample=config.sample)
+        data = config.data or default_data(config.benchmark, sample=config.sample)
         lm = load_language_model(config.model, max_batch_tokens=config.batch_tokens)
         result = run_benchmark(lm, config.benchmark, data, config.limit, config.seed, config.mode_list,
                                config.max_new_tokens, predictions_path=out / "predictions.jsonl")

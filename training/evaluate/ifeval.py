@@ -48,9 +48,10 @@ METRICS = ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loo
 
 
 def default_cache_dir() -> Path:
-    """`$BALANCEDBIO_CACHE`, else `~/.cache/balancedbio`."""
-    env = os.environ.get("BALANCEDBIO_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "balancedbio"
+    """The project's cache (`training.models.cache_dir`): `$BALANCEDBIO_CACHE`, else `~/.cache/balancedbio`."""
+    from training.models import cache_dir
+
+    return cache_dir()
 
 
 def _bundled_punkt_params() -> Any:

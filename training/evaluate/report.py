@@ -103,16 +103,24 @@ def plot_bars(values: dict[str, float] | dict[str, dict[str, float]], title: str
     plt.close(fig)
 
 
+def _column(report: EvalReport, path: Path, reports: list[EvalReport]) -> str:
+    """The model's name, made unique by the folder only when two reports of it cover one benchmark."""
+    benchmarks = {r.benchmark for r in report.results}
+    clash = any(other is not report and other.model == report.model and benchmarks & {r.benchmark for r in other.results}
+                for other in reports)
+    return f"{report.model} ({Path(path).name})" if clash else report.model
+
+
 def compare(paths: list[Path], out: Path | None = None) -> str:
     """A Markdown table with one column per report (and a grouped chart when `out` is given)."""
     reports = [EvalReport.load(p) for p in paths]
-    names = [f"{r.model} ({Path(p).name})" if sum(x.model == r.model for x in reports) > 1 else r.model
-             for r, p in zip(reports, paths)]
+    names = [_column(r, p, reports) for r, p in zip(reports, paths)]
     rows: dict[str, dict[str, float]] = {}
     for name, report in zip(names, reports):
         for result in report.results:
             for metric, value in result.headline().items():
                 rows.setdefault(f"{result.benchmark}: {metric}", {})[name] = value
+    names = list(dict.fromkeys(names))  # reports of one model on different benchmarks share a column
     lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for metric, cells in rows.items():
         lines.append(f"| {metric} | " + " | ".join(f"{cells[n]:.3f}" if n in cells else "–" for n in names) + " |")

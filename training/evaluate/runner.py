@@ -76,11 +76,41 @@ def default_data(name: str, sample: bool = False) -> Path:
     return shared_data_dir() / spec.full_data
 
 
-def run_benchmark(lm: LanguageModel, name: str, data: Path | None = None, limit: int | None = None, seed: int = 0,
+# Hub copies whose rows have the published file's fields, so the same reader reads them.
+HUB_JSONL = {"medqa": "test", "medmcqa": "validation", "ifeval": "train"}
+
+
+def from_hub(name: str, dataset: str) -> Path:
+    """Fetch a benchmark by hub dataset name (`hub:ORG/NAME[@SPLIT]`, e.g. `hub:google/IFEval`) into the
+    cache as JSONL in the published format. Only for benchmarks whose hub rows keep the file's fields."""
+    if name not in HUB_JSONL:
+        raise bm.BenchmarkFileError(f"{name} cannot be read from the hub (its hub copies change the format); "
+                                    f"pass --data with the published file. Hub-readable: {sorted(HUB_JSONL)}")
+    from datasets import load_dataset
+
+    from training.models import cache_dir
+
+    dataset, _, split = dataset.partition("@")
+    try:
+        rows = load_dataset(dataset, split=split or HUB_JSONL[name])
+    except Exception as e:  # datasets raises many kinds (ConnectionError, DatasetNotFoundError, ValueError)
+        raise bm.BenchmarkFileError(f"cannot load {dataset!r} from the hub ({type(e).__name__}); "
+                                    "when offline, pass --data with the downloaded file") from None
+    path = cache_dir() / "benchmarks" / f"{name}-{dataset.replace('/', '--')}-{split or HUB_JSONL[name]}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+def run_benchmark(lm: LanguageModel, name: str, data: Path | str | None = None, limit: int | None = None, seed: int = 0,
                   modes=("loglik", "generate"), max_new_tokens: int | None = None,
                   predictions_path: Path | None = None) -> BenchmarkResult:
     """Score `lm` on one benchmark file; per-item predictions go to `predictions_path` as JSONL."""
     spec = benchmark_spec(name)
+    if isinstance(data, str) and data.startswith("hub:"):
+        data = from_hub(name, data.removeprefix("hub:"))
     data = Path(data) if data else default_data(name)
     if not data.exists():
         raise bm.BenchmarkFileError(f"{data}: not found; pass --data with {spec.description}")

@@ -1,0 +1,103 @@
+"""`python -m training.evaluate` and `python -m training.run` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from training.evaluate.__main__ import main as evaluate_main
+from training.evaluate.runner import BENCHMARKS, SAMPLES
+from training.run import main as run_main
+
+
+def test_help_lists_every_benchmark():
+    done = subprocess.run([sys.executable, "-m", "training.evaluate", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    for name in BENCHMARKS:
+        assert name in done.stdout
+
+
+def test_limited_evaluation_writes_report_table_chart_and_predictions(tmp_path, capsys):
+    out = tmp_path / "eval"
+    code = evaluate_main(["--benchmark", "medmcqa", "--data", str(SAMPLES / "medmcqa_dev_sample.jsonl"),
+                          "--limit", "6", "--seed", "3", "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    [result] = report["results"]
+    assert result["n"] == 6 and 0.0 <= result["metrics"]["acc_loglik"] <= 1.0
+    assert 0.0 <= result["metrics"]["unparseable_rate"] <= 1.0
+    predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(predictions) == 6 and all(p["loglik"] in "ABCD" for p in predictions)
+    # The reported accuracy is the share of correct predictions written beside it.
+    assert result["metrics"]["acc_loglik"] == pytest.approx(sum(p["loglik"] == p["gold"] for p in predictions) / 6)
+    assert (out / "chart.png").read_bytes().startswith(b"\x89PNG")
+    assert "acc_loglik" in (out / "report.md").read_text() and "acc_loglik" in capsys.readouterr().out
+
+
+def test_compare_puts_reports_side_by_side(tmp_path):
+    for seed in (1, 2):
+        assert evaluate_main(["--benchmark", "mmlu_medical", "--sample", "--limit", "4", "--seed", str(seed),
+                              "--modes", "loglik", "--out", str(tmp_path / f"r{seed}")]) == 0
+    assert evaluate_main(["--compare", str(tmp_path / "r1"), str(tmp_path / "r2"), "--out", str(tmp_path / "cmp")]) == 0
+    table = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "mmlu_medical: acc_loglik" in table and "(r1)" in table and "(r2)" in table
+    assert (tmp_path / "cmp" / "comparison.png").is_file()
+
+
+BAD_ARGS = [
+    ("unknown-benchmark", ["--benchmark", "medqa2"], "invalid choice"),
+    ("no-benchmark", [], "--benchmark is required"),
+    ("bad-mode", ["--benchmark", "medqa", "--modes", "vibes"], "--modes takes"),
+    ("zero-limit", ["--benchmark", "medqa", "--limit", "0"], "--limit must be a positive"),
+]
+
+
+@pytest.mark.parametrize("args, message", [b[1:] for b in BAD_ARGS], ids=[b[0] for b in BAD_ARGS])
+def test_bad_arguments_exit_with_a_usage_error(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        evaluate_main(args)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_missing_data_file_exits_2_with_the_path(tmp_path, capsys):
+    assert evaluate_main(["--benchmark", "medqa", "--data", str(tmp_path / "nope.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.jsonl" in err and "pass --data" in err
+
+
+def test_main_job_evaluates_bundled_samples_into_a_run_directory(tmp_path, capsys):
+    assert run_main(["--benchmarks", "mmlu_medical", "--runs_dir", str(tmp_path)]) == 0
+    [run_dir] = list(tmp_path.iterdir())
+    report = json.loads((run_dir / "eval" / "report.json").read_text())
+    assert [(r["benchmark"], r["n"]) for r in report["results"]] == [("mmlu_medical", 30)]
+    assert (run_dir / "eval" / "chart.png").is_file() and (run_dir / "eval" / "mmlu_medical.predictions.jsonl").is_file()
+    assert "mmlu_medical" in capsys.readouterr().out
+
+
+def test_capability_scores_of_a_real_model_come_with_reasons(embedded_lm):
+    from training.evaluate.capabilities import score_capabilities
+    from training.records import load_records
+
+    records = load_records(SAMPLES / "capabilities_fixture.jsonl")
+    metrics, verdicts = score_capabilities(embedded_lm, records, max_new_tokens=24)
+    assert {"knowledge", "reasoning", "instruction", "integration"} <= set(metrics)
+    assert all(0.0 <= metrics[c] <= 1.0 for c in ("knowledge", "reasoning", "instruction", "integration"))
+    assert all(v.completion and all(check.reason for check in v.checks.values()) for v in verdicts)
+
+
+@pytest.mark.slow
+def test_main_job_default_run_covers_every_sample(tmp_path):
+    assert run_main(["--runs_dir", str(tmp_path)]) == 0
+    [run_dir] = list(tmp_path.iterdir())
+    report = json.loads((run_dir / "eval" / "report.json").read_text())
+    assert len(report["results"]) == 6
+
+
+@pytest.mark.slow
+def test_fifty_medmcqa_items_print_accuracy(shared_file, tmp_path, capsys):
+    data = shared_file("benchmarks/medmcqa_dev.jsonl")
+    assert evaluate_main(["--benchmark", "medmcqa", "--data", str(data), "--limit", "50", "--out", str(tmp_path)]) == 0
+    assert "| medmcqa | 50 | acc_loglik |" in capsys.readouterr().out
