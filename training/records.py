@@ -119,6 +119,7 @@ class Provenance(_Strict):
     """Where the facts of a record come from, as source identifiers (never patient identifiers)."""
 
     source: str = Field(min_length=1, description="generator or file that produced the record")
+    seed: str = Field(default="", description="the knowledge-base fact it was built from, e.g. 'hpo:OMIM:154700'")
     icd10: list[str] = Field(default_factory=list)
     hpo: list[str] = Field(default_factory=list)
     diseases: list[str] = Field(default_factory=list, description="OMIM:/ORPHA: ids")
