@@ -35,3 +35,11 @@ def embedded_lm():
     from training.evaluate.lm import load_language_model
 
     return load_language_model("smollm2-135m", progress=False)
+
+
+@pytest.fixture(scope="module")
+def private_cache(tmp_path_factory):
+    """A throw-away BALANCEDBIO_CACHE for the tests of one module."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BALANCEDBIO_CACHE", str(tmp_path_factory.mktemp("bb_cache")))
+        yield

@@ -29,12 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
 IFEVAL_FILE = REPO.parent / "shared" / "data" / "benchmarks" / "ifeval_input_data.jsonl"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _private_cache(tmp_path_factory: pytest.TempPathFactory):
-    """Keep the punkt model out of ~/.cache while testing."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BALANCEDBIO_CACHE", str(tmp_path_factory.mktemp("bb_cache")))
-        yield
+# The punkt model some IFEval checkers need goes to a private cache, not ~/.cache.
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 @dataclass(frozen=True)
