@@ -40,6 +40,9 @@ def _load() -> _DrugIndex:
     canonical_to_data = drugs_finder.drug_canonical_to_data
     drugbank_to_canonical: dict[str, str] = {}
     for canonical, data in canonical_to_data.items():
+        # The package's variant map leaves out ~760 canonical names themselves ("estradiol",
+        # "nicotine"), so a drug's own generic name must resolve to it explicitly.
+        variant_to_canonical.setdefault(canonical, canonical)
         drugbank_id = data.get("drugbank_id")
         if drugbank_id:
             drugbank_to_canonical.setdefault(drugbank_id, canonical)

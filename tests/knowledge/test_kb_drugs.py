@@ -73,3 +73,9 @@ def test_find_drugs_in_text(kb):
 @pytest.mark.parametrize("text", ["", "no medications, feeling fine today"], ids=["empty", "no-drugs"])
 def test_find_drugs_none(kb, text):
     assert kb.find_drugs(text) == []
+
+
+@pytest.mark.parametrize("name", ["estradiol", "nicotine", "testosterone"])
+def test_canonical_names_missing_from_the_variant_map_still_resolve(name):
+    drug = get_knowledge_base().normalize_drug(name)
+    assert drug is not None and drug.name == name
