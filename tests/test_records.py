@@ -67,7 +67,7 @@ BAD_LINES = [
 def test_bad_line_is_named_with_its_line_and_field(tmp_path, make_row, expected):
     path = tmp_path / "records.jsonl"
     path.write_text(json.dumps(_valid()) + "\n" + json.dumps(make_row()) + "\n")
-    with pytest.raises(RecordFileError, match=rf"records.jsonl:2: .*") as error:
+    with pytest.raises(RecordFileError, match=r"records.jsonl:2: .*") as error:
         load_records(path)
     assert expected in str(error.value)
 
