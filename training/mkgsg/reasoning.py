@@ -145,7 +145,8 @@ def interactions_path(seed: Seed, kb: Any, rng: random.Random) -> CapabilityReco
                            {d: usable_brands(kb, kb.normalize_drug(d)) for d in (anchor, *in_order, safe)
                             if kb.normalize_drug(d) is not None})
     reference = (f"{anchor} has ONC high-priority interactions with {_listing(in_order)}. "
-                 f"{safe} has no ONC-listed interaction with it, so it is the one to add.\nAnswer: {answer.value}")
+                 f"{safe} has no ONC-listed interaction with it, so it is the only option that passes the ONC check "
+                 f"(other interactions, indications and doses still need review).\nAnswer: {answer.value}")
     return make_record(CAPABILITY, seed, "safe-addition-mc", prompt, reference, answer, reasoning,
                        drugbank=drugbank_ids(kb, [anchor, *in_order, safe]))
 
