@@ -43,8 +43,8 @@ def data_card(data, config) -> str:
               f"Word {leak['ngram']}-grams (lowercased, punctuation dropped) of every string in {len(leak['files'])} "
               f"benchmark file(s) ({', '.join(sorted({f.rsplit('/', 1)[-1] for f in leak['files']}))}): "
               f"{leak['indexed_ngrams']:,} n-grams indexed. Records sharing any one of them with a benchmark: "
-              f"{dropped}, all dropped" + (f" ({', '.join(f'{k}: {v}' for k, v in leak['dropped_by_benchmark'].items())})."
-                                           if dropped else "."), "",
+              + (f"{dropped}, all dropped ({', '.join(f'{k}: {v}' for k, v in leak['dropped_by_benchmark'].items())})."
+                 if dropped else "none."), "",
               "## Preference pairs (reward model)", "",
               "A verified reference against a corrupted copy; kept only when the verifiers score the copy lower.", "",
               "| split | " + " | ".join(("wrong_entity", "missing_reasoning_step", "broken_format", "unsafe_drug")) + " |",
