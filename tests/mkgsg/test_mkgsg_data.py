@@ -125,3 +125,14 @@ def test_leakage_check_catches_a_benchmark_sentence(shared_file):
     leaked = CapabilityRecord.model_validate({**fixture.model_dump(), "reference": f"{question} {fixture.reference}"})
     index = LeakageIndex.build([medmcqa], n=10)
     assert index.overlap(leaked) == "medmcqa_dev.jsonl" and index.overlap(fixture) is None
+
+
+def test_one_fact_drawn_twice_gives_two_ids():
+    from training.mkgsg.base import Seed
+    from training.mkgsg.pipeline import _stamped
+
+    record = load_records("tests/data/capabilities_fixture.jsonl")[0]
+    seed = Seed("drugs", "DB01076", None)
+    reworded = record.model_copy(update={"reference": record.reference + " (brand name)"})
+    assert _stamped(record, seed).id != _stamped(reworded, seed).id
+    assert _stamped(record, seed).provenance.seed == "drugs:DB01076"

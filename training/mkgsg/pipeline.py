@@ -77,8 +77,7 @@ def generate(config: MKGSGConfig, kb=None, progress: bool = True) -> Dataset:
             except Rejected as rejection:
                 data.rejected[capability][f"construction:{rejection.reason}"] += 1
                 continue
-            record = record.model_copy(update={"provenance": record.provenance.model_copy(
-                update={"seed": f"{seed.source}:{seed.key}"})})
+            record = _stamped(record, seed)
             reason = self_check(record) or ontology_check(record, kb)
             if reason is None:
                 leaked = leakage.overlap(record)
@@ -100,6 +99,16 @@ def generate(config: MKGSGConfig, kb=None, progress: bool = True) -> Dataset:
     data.leakage = {"ngram": leakage.n, "files": leakage.files, "indexed_ngrams": len(leakage.grams),
                     "dropped_by_benchmark": dict(sorted(leakage.hits.items()))}
     return data
+
+
+def _stamped(record: CapabilityRecord, seed: Seed) -> CapabilityRecord:
+    """Name the seed fact in the provenance, and give the record an id from its content: one fact
+    can be drawn twice and asked two ways, and each record needs its own id."""
+    content = json.dumps([m.content for m in record.messages] + [record.reference])
+    digest = hashlib.sha1(content.encode()).hexdigest()[:12]
+    return record.model_copy(update={
+        "id": f"{record.capability.value}-{seed.source}-{digest}",
+        "provenance": record.provenance.model_copy(update={"seed": f"{seed.source}:{seed.key}"})})
 
 
 def _answerability_filter(data: Dataset, config: MKGSGConfig) -> None:
