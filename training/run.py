@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from training.cli import parse_config
 from training.evaluate.runner import BENCHMARKS
 
 SAMPLE_BENCHMARKS = ("medqa", "medmcqa", "pubmedqa", "mmlu_medical", "ifeval", "capabilities")
@@ -44,13 +45,7 @@ class RunConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(RunConfig, description=__doc__.split("\n")[0])
-    try:
-        (config,) = parser.parse_args_into_dataclasses(args=argv)
-    except ValueError as e:
-        parser.error(str(e))
+    config = parse_config(RunConfig, argv, __doc__.split("\n")[0])
 
     from rich.console import Console
 

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from training.cli import parse_config
 from training.evaluate.runner import BENCHMARKS
 
 _BENCHMARK_HELP = "; ".join(f"{name}: {spec.description}" for name, spec in BENCHMARKS.items())
@@ -60,13 +61,7 @@ class EvalConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(EvalConfig, description=__doc__.split("\n")[0])
-    try:
-        (config,) = parser.parse_args_into_dataclasses(args=argv)
-    except ValueError as e:
-        parser.error(str(e))
+    config = parse_config(EvalConfig, argv, __doc__.split("\n")[0])
 
     from training.evaluate.report import EvalReport, compare
 

@@ -7,17 +7,12 @@ import sys
 import time
 from pathlib import Path
 
+from training.cli import parse_config
 from training.mkgsg.config import MKGSGConfig
 
 
 def main(argv: list[str] | None = None) -> int:
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(MKGSGConfig, description=__doc__.split("\n")[0])
-    try:
-        (config,) = parser.parse_args_into_dataclasses(args=argv)
-    except ValueError as e:
-        parser.error(str(e))
+    config = parse_config(MKGSGConfig, argv, __doc__.split("\n")[0])
 
     from clinical.knowledge import get_knowledge_base
     from training.mkgsg.pipeline import generate, stats, write

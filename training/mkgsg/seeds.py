@@ -62,12 +62,3 @@ def draw_seed(kb, source: SeedSource, rng: random.Random) -> Seed:
         return Seed("interactions", f"{pair.drug_a}+{pair.drug_b}", pair)
     raise ValueError(f"unknown seed source {source!r}; choose from icd10, hpo, drugs, interactions")
 
-
-def pool_sizes(kb) -> dict[str, int]:
-    """How many facts each source offers (for the data card)."""
-    return {
-        "icd10": sum(len(c) for c in _icd10_by_chapter(kb).values()),
-        "hpo": sum(len(d) for d in _diseases_by_source(kb).values()),
-        "drugs": len(_drugs(kb)),
-        "interactions": len(_interaction_pairs(kb)),
-    }
