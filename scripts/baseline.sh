@@ -12,7 +12,7 @@ declare -A ARGS=(
   [medqa]="--data $DATA/medqa_us_4options_test_sample20.jsonl"
   [mmlu_medical]="--data $DATA/mmlu_medical_test_sample"
   [pubmedqa]="--data $DATA/ori_pqal.json"
-  [ifeval]="--data $DATA/ifeval_input_data.jsonl --max_new_tokens 512"
+  [ifeval]="--data $DATA/ifeval_input_data.jsonl --max_new_tokens 256"
   [medmcqa]="--data $DATA/medmcqa_dev.jsonl"
 )
 mkdir -p "$OUT"
