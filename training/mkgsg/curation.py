@@ -38,7 +38,7 @@ def self_check(record: CapabilityRecord) -> str | None:
 def ontology_check(record: CapabilityRecord, kb) -> str | None:
     """Reason a cited id or safety fact is not in the knowledge base, or None."""
     p = record.provenance
-    if any(not kb.is_valid_icd10(code) and not _icd10_grouping(kb, code) for code in p.icd10):
+    if not all(_icd10_known(kb, code) for code in p.icd10):
         return "unknown-icd10-code"
     if any(kb.drug_by_drugbank_id(i) is None for i in p.drugbank):
         return "unknown-drugbank-id"
@@ -62,8 +62,8 @@ def ontology_check(record: CapabilityRecord, kb) -> str | None:
     return None
 
 
-def _icd10_grouping(kb, code: str) -> bool:
-    # Blocks ("E08-E13") and chapter numbers are cited as ancestors; they are not codes but exist.
+def _icd10_known(kb, code: str) -> bool:
+    # icd10_description knows codes, blocks ("E08-E13") and chapters, all of which records cite.
     try:
         kb.icd10_description(code)
         return True
@@ -83,9 +83,8 @@ class DuplicateFilter:
 
     def reason(self, record: CapabilityRecord) -> str | None:
         answer = record.verification.answer
-        facts = json.dumps([record.capability.value, answer.value if answer else "",
-                            sorted(record.verification.model_dump(mode="json", include={"constraints"})["constraints"],
-                                   key=lambda c: c["id"]),
+        constraints = sorted((c.model_dump(mode="json") for c in record.verification.constraints), key=lambda c: c["id"])
+        facts = json.dumps([record.capability.value, answer.value if answer else "", constraints,
                             record.provenance.model_dump(mode="json", exclude={"source", "seed"})], sort_keys=True)
         text = normalize(record.messages[-1].content)
         if facts in self._facts:
