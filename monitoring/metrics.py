@@ -237,3 +237,14 @@ def set_eval_score(model_version: str, metric: str, value: float) -> None:
     if math.isnan(v):
         raise ValueError("an evaluation score must be a number, got NaN")
     _get().eval_score.labels(model_version=_label_value("model_version", model_version), metric=metric).set(v)
+
+
+def series_names() -> frozenset[str]:
+    """Every series name these metrics expose (``_total``, ``_bucket``, ...): what queries may use."""
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    return frozenset(
+        family.name + suffix
+        for metric in vars(_get()).values()
+        for family in metric.describe()
+        for suffix in suffixes[family.type]
+    )
