@@ -52,11 +52,12 @@ ENDPOINTS = frozenset({
 })
 FEEDBACK_OUTCOMES = ("accept", "override", "edit")
 SEVERITIES = ("info", "warning", "critical")
-# Guardrail finding kinds (clinical/guardrails.py, issue 6). ``safety_check_unavailable`` is the
-# fail-closed finding a guardrail emits when it errors; the alert "SafetyCheckUnavailable" keys on it.
+# Guardrail finding kinds (clinical/guardrails/, issue 6: the `kind` of its Finding). ``safety_check_unavailable`` is the
+# fail-closed finding a guardrail emits when it errors; the alert BalancedBioSafetyCheckUnavailable
+# keys on it and on record_error("guardrail_unavailable") (clinical.guardrails.models add_listeners).
 FINDING_KINDS = frozenset({
     "allergy", "cross_reactivity", "interaction", "contraindication", "dose",
-    "diagnosis_certainty", "out_of_scope", "prompt_injection", "emergency", "phi",
+    "diagnostic_certainty", "out_of_scope", "prompt_injection", "emergency", "phi_in_text",
     "safety_check_unavailable",
 })
 ERROR_KINDS = frozenset({
