@@ -1,93 +1,133 @@
-"""`python -m training.run`: the main job.
+"""`python -m training.run`: the whole BalancedBio pipeline in one run directory.
 
-Today it evaluates a model (the embedded SmolLM2-135M-Instruct by default) on the benchmark
-samples bundled with the project and on the hand-checked capability fixture, writes the report
-into a run directory and prints the table. The alignment stages (MKGSG data, SFT, reward model,
-capability-aware GRPO, ONNX export) are added in front of this evaluation as they land.
+MKGSG data -> SFT warm start -> reward model -> capability-aware GRPO -> evaluation (the four
+capability scores on the held-out synthetic test split, plus benchmark subsets) -> ONNX export.
+With no arguments it aligns the embedded SmolLM2-135M-Instruct on the CPU under the `default`
+budget; `--preset paper-0.5b` trains Qwen2.5-0.5B-Instruct with LoRA; `--resume RUN_DIR`
+continues a killed run; `--ablation` writes the base / SFT / GRPO / capability-aware GRPO table.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from training.cli import parse_config
-from training.evaluate.runner import BENCHMARKS
+from training.config import RunConfig, with_preset
 
-SAMPLE_BENCHMARKS = ("medqa", "medmcqa", "pubmedqa", "mmlu_medical", "ifeval", "capabilities")
+STAGES = ("data", "sft", "reward_model", "grpo", "eval", "export")
 
 
-@dataclass
-class RunConfig:
-    """The main job's settings."""
+def explicit_flags(argv: list[str]) -> set[str]:
+    return {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}
 
-    model: str = field(default="smollm2-135m", metadata={
-        "help": "Embedded model name, a local model folder, or a cached hub name."})
-    benchmarks: str = field(default=",".join(SAMPLE_BENCHMARKS), metadata={
-        "help": f"Comma-separated benchmarks to evaluate on their bundled samples; known: {', '.join(BENCHMARKS)}."})
-    ifeval_max_new_tokens: int = field(default=256, metadata={
-        "help": "Generation budget for IFEval here (the full baseline uses 512); smaller keeps the job short on a CPU."})
-    seed: int = field(default=0, metadata={"help": "Seed for anything random."})
-    runs_dir: str = field(default="runs", metadata={"help": "Where run directories are created."})
 
-    def __post_init__(self) -> None:
-        unknown = [b for b in self.benchmark_list if b not in BENCHMARKS]
-        if unknown or not self.benchmark_list:
-            raise ValueError(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")
-        if self.ifeval_max_new_tokens < 16:
-            raise ValueError("--ifeval_max_new_tokens below 16 cannot answer any IFEval prompt; use 256 or more")
+def resolve_config(argv: list[str] | None) -> tuple[RunConfig, Path]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config = with_preset(parse_config(RunConfig, argv, __doc__.split("\n")[0]), explicit_flags(argv))
+    if config.resume:
+        run_dir = Path(config.resume)
+        saved = run_dir / "config.json"
+        if not saved.exists():
+            raise SystemExit(f"error: --resume {run_dir}: no config.json there; pass a run directory made by training.run")
+        # The saved config wins, so a resumed run trains under the budget it started with.
+        values = {**json.loads(saved.read_text()), "resume": str(run_dir)}
+        return RunConfig(**values), run_dir
+    name = config.name or time.strftime("%Y%m%d-%H%M%S") + ("-ablation" if config.ablation else "")
+    return config, Path(config.runs_dir) / name
 
-    @property
-    def benchmark_list(self) -> list[str]:
-        return [b.strip() for b in self.benchmarks.split(",") if b.strip()]
+
+def progress_display():
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    return Progress(TextColumn("[bold]{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+
+
+def run_pipeline(config: RunConfig, run_dir: Path, console=None) -> dict:
+    from training import stages
+    from training.plots import plot_run
+
+    run = stages.RunDirectory(run_dir)
+    (run.path / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    outputs: dict = {}
+    started = time.perf_counter()
+    with progress_display() as progress:
+        tasks = {s: progress.add_task(f"{i}/{len(STAGES)} {s}", total=None, start=False)
+                 for i, s in enumerate(STAGES, 1)}
+
+        def stage(name, fn, *args):
+            done = run.done(name)
+            if done is not None:
+                progress.update(tasks[name], total=1, completed=1, description=f"{name} (done earlier)")
+                return done
+            progress.start_task(tasks[name])
+            t0 = time.perf_counter()
+            result = fn(*args)
+            result["wall_time_s"] = round(time.perf_counter() - t0, 1)
+            progress.update(tasks[name], total=progress.tasks[tasks[name]].total or 1,
+                            completed=progress.tasks[tasks[name]].total or 1)
+            return run.mark_done(name, result)
+
+        data = stage("data", stages.stage_data, config, run)["data"]
+        base = stages.base_model_path(config, run)
+        policy = base
+        if config.sft_steps > 0:
+            policy = stage("sft", stages.stage_sft, config, run, base, data, progress, tasks["sft"])["model"]
+        reward_model = None
+        if config.rm_steps > 0:
+            outputs["reward_model"] = stage("reward_model", stages.stage_reward_model, config, run, policy, data,
+                                            progress, tasks["reward_model"])
+            reward_model = outputs["reward_model"]["model"]
+        final = stage("grpo", stages.stage_grpo, config, run, policy, reward_model, data, progress,
+                      tasks["grpo"])["model"]
+        outputs["eval"] = stage("eval", stages.stage_evaluate, config, run, final, data, progress, tasks["eval"])
+        if config.export:
+            outputs["export"] = stage("export", export_stage, config, run, final)
+    outputs["plots"] = [str(p) for p in plot_run(run.path)]
+    outputs["final_model"] = final
+    outputs["wall_time_s"] = round(time.perf_counter() - started, 1)
+    (run.path / "summary.json").write_text(json.dumps(outputs, indent=1, default=str))
+    return outputs
+
+
+def export_stage(config, run, model: str) -> dict:
+    from training.export import export_model
+
+    result = export_model(model, run.stage("export") / "onnx")
+    return {"onnx": str(getattr(result, "out_dir", result))}
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_config(RunConfig, argv, __doc__.split("\n")[0])
-
     from rich.console import Console
 
-    from training.evaluate.lm import load_language_model
-    from training.evaluate.report import EvalReport
-    from training.evaluate.runner import default_data, run_benchmark
     from training.models import ModelUnavailableError
 
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    config, run_dir = resolve_config(argv)
     console = Console()
-    run_dir = Path(config.runs_dir) / time.strftime("%Y%m%d-%H%M%S")
     try:
-        with console.status(f"loading {config.model}"):
-            lm = load_language_model(config.model)
+        if config.ablation:
+            from training.ablation import run_ablation
+
+            table = run_ablation(config, run_dir)
+            console.print(table)
+            return 0
+        outputs = run_pipeline(config, run_dir, console)
     except ModelUnavailableError as e:
         console.print(f"[red]error:[/red] {e}")
         return 2
-    report = EvalReport(model=config.model, seed=config.seed, limit=None)
-    stages = config.benchmark_list
-    for i, name in enumerate(stages, 1):
-        console.rule(f"stage {i}/{len(stages)}: evaluate {name} (bundled sample)")
-        budget = config.ifeval_max_new_tokens if name == "ifeval" else None
-        report.results.append(run_benchmark(lm, name, default_data(name, sample=True), seed=config.seed,
-                                            max_new_tokens=budget,
-                                            predictions_path=run_dir / "eval" / f"{name}.predictions.jsonl"))
-    report.write(run_dir / "eval")
-    console.print(_table(report))
-    console.print(f"run directory: {run_dir} (report.json, report.md, chart.png, predictions)")
+    scores = outputs["eval"]["scores"]
+    for key, value in scores.items():
+        console.print(f"  {key:<45} {value:.3f}")
+    console.print(f"run directory: {run_dir}  (config.json, metrics.jsonl, plots/, checkpoints, eval/report.md)")
+    console.print(f"wall time: {outputs['wall_time_s']:.0f} s")
     return 0
-
-
-def _table(report):
-    from rich.table import Table
-
-    table = Table(title=f"{report.model} on the bundled samples")
-    for column in ("benchmark", "n", "metric", "value", "seconds"):
-        table.add_column(column, justify="right" if column in ("n", "value", "seconds") else "left")
-    for r in report.results:
-        for j, (metric, value) in enumerate(r.headline().items()):
-            first = j == 0
-            table.add_row(r.benchmark if first else "", str(r.n) if first else "", metric, f"{value:.3f}",
-                          f"{r.wall_time_s:.0f}" if first else "")
-    return table
 
 
 if __name__ == "__main__":

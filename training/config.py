@@ -1,0 +1,101 @@
+"""The main job's settings (`python -m training.run --help`), TRL-style, with named presets.
+
+Presets fix the compute budget. `default` is sized for the embedded 135M model on a 2-core CPU
+(target: the whole pipeline in about 20 minutes), `tiny` builds a 2-layer random model for tests,
+`paper-0.5b` is the paper's Qwen2.5-0.5B-Instruct with LoRA for a GPU machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from training.evaluate.runner import BENCHMARKS
+
+PRESETS: dict[str, dict] = {
+    "default": {},
+    "tiny": dict(model="tiny", mkgsg_n=60, sft_steps=2, sft_batch_size=2, rm_steps=2, rm_batch_size=2, rm_pairs=8,
+                 rm_eval_pairs=8, grpo_steps=2, grpo_prompts_per_step=4, num_generations=2, max_completion_length=12,
+                 eval_per_capability=1, eval_max_new_tokens=12, eval_benchmarks="medmcqa:4",
+                 save_steps=1, export=False),
+    "paper-0.5b": dict(model="Qwen/Qwen2.5-0.5B-Instruct", lora=True, mkgsg_n=20000, sft_steps=600, sft_batch_size=16,
+                       rm_steps=400, rm_batch_size=16, rm_pairs=6000, rm_eval_pairs=600, rm_trainable_layers=0,
+                       grpo_steps=500, grpo_prompts_per_step=16, num_generations=8, max_completion_length=512,
+                       eval_per_capability=100, eval_max_new_tokens=512,
+                       eval_benchmarks="medmcqa:1000,pubmedqa:500,ifeval:541", save_steps=50),
+}
+
+
+@dataclass
+class RunConfig:
+    preset: str = field(default="default", metadata={"help": f"Budget preset: {', '.join(PRESETS)}. Explicit flags win."})
+    model: str = field(default="smollm2-135m", metadata={
+        "help": "Embedded name (smollm2-135m), 'tiny' (random 2-layer model for tests), a local folder or a cached hub name."})
+    resume: str | None = field(default=None, metadata={
+        "help": "A run directory to continue: finished stages are skipped, a stage cut short restarts from its last checkpoint."})
+    ablation: bool = field(default=False, metadata={
+        "help": "Train base / SFT / GRPO / capability-aware GRPO under one budget and write the table into docs/."})
+    runs_dir: str = field(default="runs", metadata={"help": "Where run directories are created."})
+    name: str | None = field(default=None, metadata={"help": "Run directory name (default: the start time)."})
+    seed: int = field(default=0, metadata={"help": "Seed for data generation, sampling and training."})
+    data: str | None = field(default=None, metadata={"help": "Reuse an MKGSG output folder instead of generating one."})
+    mkgsg_n: int = field(default=400, metadata={"help": "Synthetic records to generate (split ~80/10/10 by seed fact)."})
+    lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (PEFT) instead of every weight."})
+    sft_steps: int = field(default=12, metadata={"help": "SFT optimizer steps (0 skips SFT)."})
+    sft_batch_size: int = field(default=4, metadata={"help": "SFT sequences per step."})
+    sft_learning_rate: float = field(default=1e-4, metadata={"help": "SFT learning rate."})
+    max_length: int = field(default=384, metadata={"help": "Token limit of SFT and reward-model sequences."})
+    rm_steps: int = field(default=12, metadata={"help": "Reward-model optimizer steps (0 drops the model component)."})
+    rm_batch_size: int = field(default=4, metadata={"help": "Preference pairs per reward-model step."})
+    rm_pairs: int = field(default=96, metadata={"help": "Training pairs drawn round-robin over corruption kinds."})
+    rm_eval_pairs: int = field(default=48, metadata={"help": "Held-out pairs for pairwise accuracy."})
+    rm_trainable_layers: int = field(default=2, metadata={
+        "help": "Train only the top N transformer layers + score head of the reward model (0 = all); keeps it cheap on CPU."})
+    grpo_steps: int = field(default=4, metadata={"help": "GRPO optimizer steps."})
+    grpo_prompts_per_step: int = field(default=4, metadata={"help": "Prompts per step (balanced over capabilities)."})
+    num_generations: int = field(default=4, metadata={"help": "Completions sampled per prompt (GRPO's group)."})
+    max_completion_length: int = field(default=48, metadata={"help": "Token limit of each GRPO rollout."})
+    grpo_learning_rate: float = field(default=5e-6, metadata={"help": "GRPO learning rate."})
+    weights: str = field(default="dynamic", metadata={"help": "Hybrid weights: static or dynamic."})
+    orthogonality: str = field(default="pcgrad", metadata={"help": "Gradient orthogonality: none or pcgrad."})
+    save_steps: int = field(default=2, metadata={"help": "Checkpoint every N steps in each training stage (for --resume)."})
+    eval_per_capability: int = field(default=4, metadata={"help": "Held-out synthetic test records per capability."})
+    eval_max_new_tokens: int = field(default=128, metadata={"help": "Generation budget in evaluation."})
+    eval_benchmarks: str = field(default="medmcqa:30,pubmedqa:20,ifeval:6", metadata={
+        "help": f"Benchmark subsets as name:limit, comma-separated; known: {', '.join(BENCHMARKS)}."})
+    export: bool = field(default=True, metadata={"help": "Export the aligned model to ONNX as the last stage."})
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown --preset {self.preset!r}; choose from {', '.join(PRESETS)}")
+        if self.weights not in ("static", "dynamic"):
+            raise ValueError(f"--weights {self.weights!r}: use static or dynamic")
+        if self.orthogonality not in ("none", "pcgrad"):
+            raise ValueError(f"--orthogonality {self.orthogonality!r}: use none or pcgrad")
+        if self.num_generations < 2:
+            raise ValueError("--num_generations must be at least 2: GRPO compares completions within a group")
+        if self.grpo_steps < 1:
+            raise ValueError("--grpo_steps must be at least 1; to skip alignment evaluate the base model instead")
+        for name, limit in self.benchmark_limits.items():
+            if name not in BENCHMARKS or limit < 1:
+                raise ValueError(f"--eval_benchmarks entry {name}:{limit} is not valid; use name:limit with a "
+                                 f"positive limit and a name from {', '.join(BENCHMARKS)}")
+
+    @property
+    def benchmark_limits(self) -> dict[str, int]:
+        out = {}
+        for part in filter(None, (p.strip() for p in self.eval_benchmarks.split(","))):
+            name, _, limit = part.partition(":")
+            if not limit.isdigit():
+                raise ValueError(f"--eval_benchmarks entry {part!r} needs a limit, e.g. medmcqa:30")
+            out[name] = int(limit)
+        return out
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def with_preset(config: RunConfig, explicit: set[str]) -> RunConfig:
+    """Apply the preset's values to every field the user did not set on the command line."""
+    values = config.to_dict()
+    values.update({k: v for k, v in PRESETS[config.preset].items() if k not in explicit})
+    return RunConfig(**values)
