@@ -1,0 +1,164 @@
+"""CDS Hooks 2.0 over HTTP: a Starlette ASGI app, mounted by the service at /cds-services.
+
+    GET  /                      discovery
+    POST /{service_id}          call a service (patient-view, order-select, order-sign)
+    POST /{service_id}/feedback clinician feedback on cards (spec "Feedback")
+
+The clinical work is clinical.cds_hooks.handle_hook; this module does transport only: JWT
+verification, JSON parsing with errors a client can act on (400, never 500), FHIR fetches for
+missing prefetch, and feedback recording.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable
+
+import pydantic
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from clinical import cds_hooks
+from clinical.guardrails import add_listeners
+from clinical.guardrails.models import unavailable
+from serving.cds_jwt import JWTSettings, JWTVerificationError, JWTVerifier
+from serving.fhir_client import FHIRClient
+
+log = logging.getLogger(__name__)
+MAX_BODY = 5 * 2**20  # a prefetch of a long record is large, but not this large
+
+FhirClientFactory = Callable[[str, str | None], FHIRClient]
+
+
+def _wire_metrics() -> None:
+    try:
+        from monitoring import metrics
+    except ImportError:
+        return
+    add_listeners(on_finding=lambda f: metrics.record_finding(f.kind, f.severity),
+                  on_error=lambda _check: metrics.record_error("guardrail_unavailable"))
+
+
+def allowed_fhir_servers() -> list[str]:
+    """FHIR base URLs this service may call with a client's token (BALANCEDBIO_FHIR_SERVERS,
+    comma-separated prefixes). Empty: never fetch, rely on prefetch (and say so on the card)."""
+    return [s.strip() for s in os.environ.get("BALANCEDBIO_FHIR_SERVERS", "").split(",") if s.strip()]
+
+
+def _default_factory(fhir_server: str, token: str | None) -> FHIRClient:
+    if not any(fhir_server.startswith(prefix) for prefix in allowed_fhir_servers()):
+        raise PermissionError("FHIR server not in BALANCEDBIO_FHIR_SERVERS")
+    return FHIRClient(fhir_server, token)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_cds_app(record_feedback: Callable[[dict], None] | None = None, fhir_client_factory: FhirClientFactory | None = None,
+                   jwt_settings: JWTSettings | None = None):
+    """The CDS Hooks ASGI app. jwt_settings None disables JWT checks (tests, local use only)."""
+    _wire_metrics()
+    factory = fhir_client_factory or _default_factory
+    verifier = JWTVerifier(jwt_settings) if jwt_settings is not None else None
+    stats: Counter = Counter()
+
+    def authorise(request: Request) -> JSONResponse | None:
+        if verifier is None:
+            return None
+        try:
+            verifier.verify(request.headers.get("authorization"), str(request.url))
+        except JWTVerificationError as exc:
+            stats["auth_refused"] += 1
+            return JSONResponse({"error": f"unauthorized: {exc}"}, status_code=401,
+                                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        return None
+
+    async def read_json(request: Request) -> dict | JSONResponse:
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return _error(413, f"request body over {MAX_BODY} bytes")
+        try:
+            data = json.loads(body)
+        except ValueError as exc:
+            return _error(400, f"body is not JSON ({exc.msg} at position {exc.pos}); send application/json")
+        if not isinstance(data, dict):
+            return _error(400, "body must be a JSON object")
+        return data
+
+    async def discovery(request: Request) -> JSONResponse:
+        return JSONResponse(cds_hooks.DiscoveryResponse(services=cds_hooks.SERVICES).model_dump(exclude_none=True))
+
+    async def call_service(request: Request) -> JSONResponse:
+        service_id = request.path_params["service_id"]
+        if service_id not in cds_hooks.SERVICES_BY_ID:
+            return _error(404, f"no CDS service {service_id!r}; GET the discovery endpoint for the list")
+        refused = authorise(request)
+        if refused:
+            return refused
+        data = await read_json(request)
+        if isinstance(data, JSONResponse):
+            return data
+        try:
+            hook_request = cds_hooks.HookRequest.model_validate(data)
+        except pydantic.ValidationError as exc:
+            return _error(400, "invalid CDS Hooks request: " + "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5]))
+        fetch = None
+        if hook_request.fhirServer:
+            token = hook_request.fhirAuthorization.access_token if hook_request.fhirAuthorization else None
+            try:
+                client = factory(hook_request.fhirServer, token)
+                fetch = client.get
+            except Exception as exc:
+                log.warning("no FHIR access for service %s: %s", service_id, type(exc).__name__)
+        try:
+            response, findings = await run_in_threadpool(cds_hooks.handle_hook, service_id, hook_request, fetch)
+        except cds_hooks.HookInputError as exc:
+            return _error(400, str(exc))
+        except Exception as exc:  # fail closed: a crash must read as "unchecked", not as "no alerts"
+            log.error("CDS service %s failed: %s", service_id, type(exc).__name__)
+            response = cds_hooks.CDSResponse(cards=[cds_hooks.finding_to_card(unavailable(service_id, exc))])
+        stats[f"calls:{service_id}"] += 1
+        return JSONResponse(response.model_dump(exclude_none=True))
+
+    async def feedback(request: Request) -> JSONResponse:
+        service_id = request.path_params["service_id"]
+        if service_id not in cds_hooks.SERVICES_BY_ID:
+            return _error(404, f"no CDS service {service_id!r}")
+        refused = authorise(request)
+        if refused:
+            return refused
+        data = await read_json(request)
+        if isinstance(data, JSONResponse):
+            return data
+        try:
+            parsed = cds_hooks.FeedbackRequest.model_validate(data)
+        except pydantic.ValidationError as exc:
+            return _error(400, "invalid feedback: " + "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5]))
+        for item in parsed.feedback:
+            reason = item.overrideReason.reason.code if item.overrideReason and item.overrideReason.reason else None
+            record = {"service_id": service_id, "card": item.card, "outcome": item.outcome,
+                      "override_reason": reason,
+                      "override_comment": item.overrideReason.userComment if item.overrideReason else None,
+                      "accepted_suggestions": [s.id for s in item.acceptedSuggestions or []],
+                      "outcome_timestamp": item.outcomeTimestamp}
+            stats[f"feedback:{item.outcome}"] += 1
+            if record_feedback is not None:
+                record_feedback(record)
+        return JSONResponse({})
+
+    app = Starlette(routes=[
+        Route("/", discovery, methods=["GET"]),
+        Route("/{service_id}", call_service, methods=["POST"]),
+        Route("/{service_id}/feedback", feedback, methods=["POST"]),
+    ])
+    app.state.stats = stats
+    return app
