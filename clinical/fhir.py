@@ -230,10 +230,12 @@ class _Builder:
         self.ignored: Counter = Counter()
         self.medication_index: dict[str, dict] = {}  # "Medication/x", fullUrl, "#x" -> Medication
         self.labs: dict[str, tuple[str, Lab]] = {}  # per test code: (sort key, latest Lab)
+        self.birth_date: str | None = None  # only to keep it out of the lab dates, never stored
 
     def patient(self, r: dict) -> None:
         self.ctx.sex = r.get("gender")
         birth = r.get("birthDate")
+        self.birth_date = birth
         if birth:
             parts = [int(p) for p in birth.split("-")]
             # A year-only birth date gives the age as of 1 July: within a year either way.
@@ -326,6 +328,10 @@ class _Builder:
     def finish(self) -> PatientContext:
         latest = sorted(self.labs.values(), key=lambda pair: pair[0], reverse=True)
         self.ctx.labs = [lab for _, lab in latest[:MAX_LABS]]
+        for lab in self.ctx.labs:
+            # A newborn's first results carry the birth date itself; that date is an identifier.
+            if self.birth_date and lab.date and lab.date == self.birth_date[:10]:
+                lab.date = "at birth"
         if len(latest) > MAX_LABS:
             self.ignored[f"older results beyond the {MAX_LABS} most recent tests"] += len(latest) - MAX_LABS
         self.ctx.ignored = [f"{what} x{n}" if n > 1 else what for what, n in sorted(self.ignored.items())]
