@@ -56,25 +56,26 @@ def load_upload(path: str | Path | None) -> dict:
 
 
 def fhir_client():
-    """serving.fhir_client's reader, when the service package provides one (else None)."""
+    """serving.fhir_client.FHIRClient (the one module that talks to an EHR's FHIR API), or None."""
     try:
         module = importlib.import_module("serving.fhir_client")
     except ImportError:
         return None
-    return getattr(module, "fetch_patient_bundle", None)
+    return getattr(module, "FHIRClient", None)
 
 
 def load_from_fhir(base_url: str, patient_id: str, token: str | None = None) -> dict:
-    fetch = fhir_client()
-    if fetch is None:
+    client_class = fhir_client()
+    if client_class is None:
         raise PatientLoadError("reading from a FHIR server is not available in this installation")
-    if not (base_url or "").startswith(("http://", "https://")) or not (patient_id or "").strip():
+    if not (base_url or "").strip().startswith(("http://", "https://")) or not (patient_id or "").strip():
         raise PatientLoadError("give the FHIR base URL (http[s]://...) and a patient id")
     try:
-        return _as_json(fetch(base_url.strip(), patient_id.strip(), token=(token or None)), "FHIR server")
+        with client_class(base_url.strip(), token=(token or "").strip() or None) as client:
+            return _as_json(client.patient_bundle(patient_id.strip()), "FHIR server")
     except PatientLoadError:
         raise
-    except Exception as exc:  # network and server errors, shown to the user without the payload
+    except Exception as exc:  # network and server errors; FHIRServerError never carries the token
         raise PatientLoadError(f"the FHIR server did not return the patient: {type(exc).__name__}: {exc}") from exc
 
 
