@@ -36,13 +36,26 @@ MAX_BODY = 5 * 2**20  # a prefetch of a long record is large, but not this large
 FhirClientFactory = Callable[[str, str | None], FHIRClient]
 
 
+def _count_finding(finding) -> None:
+    from monitoring import metrics
+
+    metrics.record_finding(finding.kind, finding.severity)
+
+
+def _count_unavailable(_check: str) -> None:
+    from monitoring import metrics
+
+    metrics.record_error("guardrail_unavailable")
+
+
 def _wire_metrics() -> None:
+    """Guardrail findings and fail-closed events -> Prometheus (module-level functions, so creating
+    several apps registers them once and nothing is counted twice)."""
     try:
-        from monitoring import metrics
+        import monitoring.metrics  # noqa: F401
     except ImportError:
         return
-    add_listeners(on_finding=lambda f: metrics.record_finding(f.kind, f.severity),
-                  on_error=lambda _check: metrics.record_error("guardrail_unavailable"))
+    add_listeners(on_finding=_count_finding, on_error=_count_unavailable)
 
 
 def allowed_fhir_servers() -> list[str]:
@@ -73,7 +86,11 @@ def create_cds_app(record_feedback: Callable[[dict], None] | None = None, fhir_c
         if verifier is None:
             return None
         try:
-            verifier.verify(request.headers.get("authorization"), str(request.url))
+            # spec: `aud` is the CDS Service endpoint called; its feedback endpoint accepts the same.
+            endpoint = str(request.url.replace(query="")).removesuffix("/feedback")
+            if jwt_settings.public_base_url:
+                endpoint = f"{jwt_settings.public_base_url.rstrip('/')}/{request.path_params['service_id']}"
+            verifier.verify(request.headers.get("authorization"), endpoint)
         except JWTVerificationError as exc:
             stats["auth_refused"] += 1
             return JSONResponse({"error": f"unauthorized: {exc}"}, status_code=401,
@@ -110,21 +127,24 @@ def create_cds_app(record_feedback: Callable[[dict], None] | None = None, fhir_c
         except pydantic.ValidationError as exc:
             return _error(400, "invalid CDS Hooks request: " + "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5]))
-        fetch = None
+        client = None
         if hook_request.fhirServer:
             token = hook_request.fhirAuthorization.access_token if hook_request.fhirAuthorization else None
             try:
                 client = factory(hook_request.fhirServer, token)
-                fetch = client.get
             except Exception as exc:
                 log.warning("no FHIR access for service %s: %s", service_id, type(exc).__name__)
         try:
-            response, findings = await run_in_threadpool(cds_hooks.handle_hook, service_id, hook_request, fetch)
+            response, _findings = await run_in_threadpool(
+                cds_hooks.handle_hook, service_id, hook_request, client.get if client else None)
         except cds_hooks.HookInputError as exc:
             return _error(400, str(exc))
         except Exception as exc:  # fail closed: a crash must read as "unchecked", not as "no alerts"
             log.error("CDS service %s failed: %s", service_id, type(exc).__name__)
             response = cds_hooks.CDSResponse(cards=[cds_hooks.finding_to_card(unavailable(service_id, exc))])
+        finally:
+            if client is not None:
+                client.close()
         stats[f"calls:{service_id}"] += 1
         return JSONResponse(response.model_dump(exclude_none=True))
 

@@ -33,7 +33,11 @@ class TrustedIssuer:
 @dataclass
 class JWTSettings:
     issuers: dict[str, TrustedIssuer]
-    audience: str | None = None  # None: the URL of the endpoint being called
+    audience: str | None = None  # a fixed audience; None: the URL of the endpoint being called
+    # Behind a proxy the URL a request arrives at is not the one the EHR called: give the public
+    # URL of the mount point ("https://cds.example.org/cds-services") and the expected audience
+    # becomes that URL plus "/{service_id}".
+    public_base_url: str | None = None
     leeway_s: int = 30
     max_lifetime_s: int = 3600  # a CDS JWT is per call; refuse long-lived ones
 

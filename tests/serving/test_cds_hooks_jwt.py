@@ -90,3 +90,15 @@ def test_app_refuses_calls_without_valid_jwt():
     assert refused.status_code == 401 and "Bearer" in refused.json()["error"]
     ok = client.post("/balancedbio-order-sign", json=body, headers={"Authorization": f"Bearer {token()}"})
     assert ok.status_code == 200
+
+
+def test_feedback_and_public_base_url_audience():
+    settings = JWTSettings.single(ISS, keys={"k1": KEY.public_key()})
+    settings.public_base_url = "https://cds.example.org/cds-services"
+    client = TestClient(create_cds_app(jwt_settings=settings))
+    feedback = {"feedback": [{"card": "c1", "outcome": "accepted", "outcomeTimestamp": "2026-01-01T00:00:00Z"}]}
+    public = "https://cds.example.org/cds-services/balancedbio-order-sign"
+    ok = client.post("/balancedbio-order-sign/feedback", json=feedback, headers={"Authorization": f"Bearer {token(aud=public)}"})
+    assert ok.status_code == 200
+    wrong = client.post("/balancedbio-order-sign/feedback", json=feedback, headers={"Authorization": f"Bearer {token()}"})
+    assert wrong.status_code == 401 and "audience" in wrong.json()["error"]
