@@ -53,7 +53,8 @@ def _base_url(configured: str | None, request: gr.Request | None) -> str:
 
 
 def _status(message: str, ok: bool = True) -> str:
-    return f"{'✅' if ok else '⚠️'} {message}"
+    # Words, not emoji: headless and kiosk browsers often lack an emoji font.
+    return message if ok else f"**Problem:** {message}"
 
 
 def build_ui(api_url: str | None = None) -> gr.Blocks:
@@ -77,7 +78,7 @@ def build_ui(api_url: str | None = None) -> gr.Blocks:
             summary = patients.summarize(patient)
         except patients.PatientLoadError as exc:
             return None, "*No patient loaded.*", _status(str(exc), ok=False)
-        return patient, f"```text\n{summary}\n```", _status(f"Patient loaded from {where}.")
+        return patient, summary, _status(f"Patient loaded from {where}.")
 
     def failed(exc: Exception):
         return None, "*No patient loaded.*", _status(str(exc), ok=False)
