@@ -1,0 +1,114 @@
+"""A real `bentoml serve` on a free loopback port, serving the exported base model; stopped by PID.
+
+The export is made once into the cache (serving.config.ensure_base_export) and reused by every
+server the tests start. BentoML retries a failing __init__ forever, so `start_server` polls
+/readyz with a deadline and shows the server's log when it runs out.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+API_KEY = "test-key-0123456789"
+READY_DEADLINE_S = 240
+
+
+@dataclass
+class Server:
+    url: str
+    key: str
+    data_dir: Path
+    proc: subprocess.Popen
+    log_path: Path
+
+    @property
+    def headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def kill(self, sig: int = signal.SIGTERM) -> None:
+        """Signal the server's whole process group (the BentoML arbiter and its worker) by its PID."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def base_export() -> Path:
+    from serving.config import ensure_base_export
+
+    return ensure_base_export()
+
+
+def start_server(model_dir: Path, data_dir: Path, **env_overrides: str) -> Server:
+    port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "BALANCEDBIO_MODEL": str(model_dir), "BALANCEDBIO_API_KEYS": API_KEY,
+           "BALANCEDBIO_DATA_DIR": str(data_dir), "BALANCEDBIO_MAX_TOKENS": "24",
+           "BALANCEDBIO_DEFAULT_MAX_TOKENS": "8", "BALANCEDBIO_RATE_LIMIT": "100000",
+           "BALANCEDBIO_ORT_THREADS": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "BENTOML_DO_NOT_TRACK": "true", **env_overrides}
+    env.pop("BALANCEDBIO_DB_URL", None)
+    log_path = data_dir / "server.log"
+    proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=REPO, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)  # its own process group, so killpg reaches the worker too
+    server = Server(f"http://127.0.0.1:{port}", API_KEY, data_dir, proc, log_path)
+    deadline = time.monotonic() + READY_DEADLINE_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"bentoml serve exited with {proc.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(server.url + "/readyz", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    server.kill()
+    pytest.fail(f"server not ready within {READY_DEADLINE_S} s:\n{server.log()}")
+
+
+@pytest.fixture(scope="session")
+def server(base_export, tmp_path_factory):
+    srv = start_server(base_export, tmp_path_factory.mktemp("serve_data"))
+    yield srv
+    srv.kill()
+
+
+@pytest.fixture
+def serve():
+    """`serve(model_dir, data_dir, **env)` starts an extra server; any still running is stopped at teardown."""
+    started: list[Server] = []
+
+    def _serve(model_dir: Path, data_dir: Path, **env: str) -> Server:
+        started.append(start_server(model_dir, data_dir, **env))
+        return started[-1]
+    yield _serve
+    for srv in started:
+        srv.kill()

@@ -1,0 +1,127 @@
+"""End to end: a real `bentoml serve`, every endpoint over HTTP and through the official openai client."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+# A small FHIR R4 Bundle of our own: a patient on warfarin with a penicillin allergy.
+PATIENT = {
+    "resourceType": "Bundle", "type": "collection",
+    "entry": [
+        {"resource": {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1950-04-02",
+                      "name": [{"family": "Doe", "given": ["Jane"]}]}},
+        {"resource": {"resourceType": "MedicationRequest", "id": "m1", "status": "active", "intent": "order",
+                      "subject": {"reference": "Patient/p1"},
+                      "medicationCodeableConcept": {"text": "Warfarin 5 MG Oral Tablet"}}},
+        {"resource": {"resourceType": "AllergyIntolerance", "id": "a1", "patient": {"reference": "Patient/p1"},
+                      "code": {"text": "Penicillin"}, "criticality": "high"}},
+    ],
+}
+CHAT = {"messages": [{"role": "user", "content": "What is metformin used for?"}], "max_tokens": 6}
+
+
+def post(server, path, body, headers=None, **kw):
+    return httpx.post(server.url + path, json=body, headers=server.headers if headers is None else headers,
+                      timeout=120, **kw)
+
+
+def test_probes_and_metrics(server):
+    assert httpx.get(server.url + "/livez").status_code == 200
+    assert httpx.get(server.url + "/readyz").status_code == 200
+    post(server, "/v1/chat/completions", CHAT)
+    metrics = httpx.get(server.url + "/metrics").text
+    assert "balancedbio_requests_total" in metrics
+    assert "balancedbio_model_info" in metrics
+
+
+@pytest.mark.parametrize("name,path,body,headers,status,error_type", [
+    ("no key", "/consult", {"question": "q"}, {}, 401, "authentication_error"),
+    ("not bearer", "/consult", {"question": "q"}, {"Authorization": "Basic abc"}, 401, "authentication_error"),
+    ("wrong key", "/consult", {"question": "q"}, {"Authorization": "Bearer nope"}, 403, "permission_error"),
+    ("empty question", "/consult", {"question": ""}, None, 422, "invalid_request_error"),
+    ("unknown field", "/consult", {"question": "q", "patinet": {}}, None, 422, "invalid_request_error"),
+    ("bad FHIR", "/consult", {"question": "q", "patient": {"resourceType": "Nonsense"}}, None, 422, "invalid_fhir"),
+    ("max_tokens over limit", "/consult", {"question": "q", "max_tokens": 10_000}, None, 422, "invalid_request_error"),
+    ("chat without messages", "/v1/chat/completions", {"messages": []}, None, 422, "invalid_request_error"),
+    ("chat n=2", "/v1/chat/completions", {**CHAT, "n": 2}, None, 422, "invalid_request_error"),
+    ("chat unknown model", "/v1/chat/completions", {**CHAT, "model": "gpt-4"}, None, 404, "model_not_found"),
+    ("feedback unknown consult", "/feedback", {"consult_id": "nope", "outcome": "accept"}, None, 404, "not_found"),
+    ("override without reason", "/feedback", {"consult_id": "x", "outcome": "override"}, None, 422,
+     "invalid_request_error"),
+])
+def test_refusals_are_json_errors(server, name, path, body, headers, status, error_type):
+    response = post(server, path, body, headers)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["type"] == error_type
+    assert response.json()["error"]["message"]
+
+
+def test_malformed_json_and_oversized_body(server):
+    bad = httpx.post(server.url + "/consult", content=b'{"question": ', timeout=30,
+                     headers={**server.headers, "Content-Type": "application/json"})
+    assert bad.status_code == 422 and "JSON" in bad.json()["error"]["message"]
+    big = httpx.post(server.url + "/consult", content=b"x" * 1_100_000, timeout=30,
+                     headers={**server.headers, "Content-Type": "application/json"})
+    assert big.status_code == 413 and big.json()["error"]["type"] == "payload_too_large"
+
+
+def test_openai_client_models_and_chat(server):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server.url + "/v1", api_key=server.key, max_retries=0, timeout=120)
+    models = client.models.list().data
+    assert len(models) == 1 and models[0].model_extra["aligned"] is False  # the base model is flagged
+    model = models[0].id
+
+    reply = client.chat.completions.create(model=model, messages=CHAT["messages"], max_tokens=6)
+    assert reply.choices[0].message.content.strip()
+    assert reply.usage.completion_tokens <= 6 and reply.model == model
+
+    pieces = list(client.chat.completions.create(model=model, messages=CHAT["messages"], max_tokens=6, stream=True,
+                                                  stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in pieces if c.choices)
+    # Greedy by default, so the stream says exactly what the non-streamed call said.
+    assert text == reply.choices[0].message.content
+    assert pieces[-1].usage.completion_tokens == reply.usage.completion_tokens
+
+    with pytest.raises(Exception) as refused:
+        OpenAI(base_url=server.url + "/v1", api_key="wrong", max_retries=0).models.list()
+    assert getattr(refused.value, "status_code", None) == 403
+
+
+def test_consult_then_feedback(server):
+    response = post(server, "/consult", {"question": "Which painkiller is safe for this patient?",
+                                         "patient": PATIENT, "max_tokens": 8})
+    assert response.status_code == 200, response.text
+    consult = response.json()
+    assert consult["aligned"] is False and consult["answer"]
+    assert "Jane" not in consult["patient_summary"] and "Doe" not in consult["patient_summary"]  # de-identified
+    assert "warfarin" in consult["patient_summary"].lower()
+    for key in ("findings", "cards", "detected_issues"):
+        assert isinstance(consult[key], list)
+
+    for outcome, extra in (("accept", {"correct": True}), ("override", {"reason": "interaction risk"}),
+                           ("edit", {"edited_answer": "Paracetamol, at a reduced dose."})):
+        fb = post(server, "/feedback", {"consult_id": consult["consult_id"], "outcome": outcome, **extra})
+        assert fb.status_code == 200, fb.text
+        assert fb.json()["consult_id"] == consult["consult_id"]
+
+
+def test_consult_stream(server):
+    with httpx.stream("POST", server.url + "/consult_stream", json={"question": "What is HbA1c?", "max_tokens": 6},
+                      headers=server.headers, timeout=120) as response:
+        assert response.status_code == 200
+        events = [json.loads(line) for line in response.iter_lines() if line.strip()]
+    assert events[-1]["event"] == "done"
+    tokens = "".join(e["text"] for e in events if e["event"] == "token")
+    assert tokens == events[-1]["consult"]["answer"]
+    assert events[-1]["consult"]["consult_id"]
+
+
+def test_chat_completion_id_takes_feedback(server):
+    reply = post(server, "/v1/chat/completions", CHAT).json()
+    fb = post(server, "/feedback", {"consult_id": reply["id"], "outcome": "accept"})
+    assert fb.status_code == 200, fb.text
