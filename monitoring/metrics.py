@@ -71,7 +71,9 @@ REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 TOKEN_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 
-_VALUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+\-]{0,63}$")
+# Model versions are run names, hub names ("org/model") or card versions: bounded by what an
+# operator deploys, so they may be labels; only their shape is checked.
+_VALUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+@/\-]{0,127}$")
 _METRIC_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 
 
@@ -170,7 +172,7 @@ def _label_value(name: str, value: str) -> str:
     v = str(value)
     if not _VALUE_RE.match(v):
         raise ValueError(f"{name} {value!r} is not a short label value "
-                         "(1-64 characters of letters, digits and _ . : + -)")
+                         "(1-128 characters of letters, digits and _ . : + @ / -)")
     return v
 
 
