@@ -371,20 +371,23 @@ def _record_cds_feedback(item: dict) -> None:
 
 
 def _mount_optional_apps() -> None:
-    """CDS Hooks (issue 6) and the Gradio UI (issue 7), each when its module is installed."""
+    """CDS Hooks (issue 6) and the Gradio UI (issue 7), each when its module is installed and builds.
+
+    A part that fails to build is left out with an error in the log: the clinical API must not go
+    down because an optional front end did."""
     try:
         from serving.cds_hooks_app import create_cds_app
-    except ImportError as e:
-        log.warning("CDS Hooks not mounted: %s", e)
-    else:
+
         BalancedBio.mount_asgi_app(create_cds_app(record_feedback=_record_cds_feedback), path="/cds-services")
+    except Exception:
+        log.exception("CDS Hooks not mounted at /cds-services")
     try:
         from ui.app import build_ui, prepare_for_mount
-    except ImportError as e:
-        log.warning("UI not mounted: %s", e)
-    else:
+
         # Gradio 6 needs its theme and config set before a bare mount, or /ui/ answers 500.
         bentoml.gradio.mount_gradio_app(prepare_for_mount(build_ui()), path="/ui")(BalancedBio)
+    except Exception:
+        log.exception("UI not mounted at /ui")
 
 
 _mount_optional_apps()
