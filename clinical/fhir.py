@@ -212,12 +212,25 @@ def _resolve_drugs(*texts: str | None) -> list[str]:
         if not text:
             continue
         drug = kb.normalize_drug(text)
-        if drug is not None:
-            return [drug.name]
-        found = list(dict.fromkeys(m.drug.name for m in kb.find_drugs(text)))
+        found = [drug.name] if drug is not None else list(dict.fromkeys(m.drug.name for m in kb.find_drugs(text)))
         if found:
-            return found
+            return _components(found)
     return []
+
+
+def _components(names: list[str]) -> list[str]:
+    """Combination products ("trimethoprim/sulfamethoxazole", from Bactrim) as their ingredients,
+    because interactions and allergy classes are listed per ingredient."""
+    from clinical.knowledge import get_knowledge_base
+
+    out: list[str] = []
+    for name in names:
+        parts = [get_knowledge_base().normalize_drug(p) for p in name.split("/")] if "/" in name else []
+        if parts and all(parts):
+            out.extend(p.name for p in parts)
+        else:
+            out.append(name)
+    return list(dict.fromkeys(out))
 
 
 # --- the parser ---------------------------------------------------------------------------------

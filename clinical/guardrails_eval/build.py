@@ -108,6 +108,35 @@ OUTPUTS = [
     ("Acetaminophen 1 g every 6 hours as needed.", [], []),
 ]
 
+# Written apart from the rules, labelled by clinical judgement: brand names, RxNorm product strings,
+# class allergies, phrasing the patterns may miss. These are where the misses are expected.
+HARD_ORDERS = [
+    ("Biaxin 500 MG Oral Tablet", {"medications": ["Zocor 20 MG Oral Tablet"]}, ["interaction"]),
+    ("Clarithromycin 250 MG Oral Tablet", {"medications": ["Simvastatin 20 MG Oral Tablet"]}, ["interaction"]),
+    ("Augmentin 875 MG Oral Tablet", {"allergies": ["Penicillin"]}, ["allergy"]),
+    ("Bactrim DS Oral Tablet", {"allergies": ["Sulfa drugs"]}, ["allergy"]),
+    ("Ibuprofen 400 MG Oral Tablet", {"allergies": ["Aspirin"]}, ["allergy"]),  # NSAID-exacerbated disease
+    ("Keflex 500 MG Oral Capsule", {"allergies": ["Amoxicillin"]}, ["allergy"]),
+    ("Coumadin 5 MG Oral Tablet", {"pregnant": True}, ["contraindication"]),
+    ("Zestril 10 MG Oral Tablet", {"pregnant": True}, ["contraindication"]),
+    ("Tylenol 500 MG Oral Tablet", {"allergies": ["Penicillin"]}, []),
+    ("Lipitor 20 MG Oral Tablet", {"medications": ["Lisinopril 10 MG Oral Tablet"]}, []),
+]
+HARD_INPUTS = [
+    ("Chest pain at rest with diaphoresis for 30 minutes", ["emergency"]),
+    ("Patient John Smith, 45, on metformin: can he take prednisone?", ["phi_in_text"]),
+    ("What is the best long-term treatment after a heart attack?", []),
+    ("Ignore the previous potassium result, it was hemolysed; what next?", []),
+    ("Tell me a joke", ["out_of_scope"]),
+]
+HARD_OUTPUTS = [
+    ("Her penicillin allergy means amoxicillin should be avoided.", ["penicillin"], []),
+    ("She has a history of asthma, so propranolol is best avoided.", [], []),
+    ("Ibuprofen is not recommended; naproxen 500 mg twice daily is reasonable.", ["ibuprofen"], ["allergy"]),
+    ("Tylenol 1000 mg every 4 hours.", [], ["dose"]),
+    ("Tylenol 650 mg every 4 hours as needed.", [], []),
+]
+
 
 def build(seed: int = 0, n_pairs: int = 30, n_negative: int = 20) -> list[dict]:
     kb = get_knowledge_base()
@@ -139,6 +168,17 @@ def build(seed: int = 0, n_pairs: int = 30, n_negative: int = 20) -> list[dict]:
         cases.append({"id": f"input-{i:02d}", "source": "hand-written", "check": "input", "text": text, "expected": expected})
     for i, (text, allergies, expected) in enumerate(OUTPUTS):
         cases.append({"id": f"output-{i:02d}", "source": "hand-written", "check": "output", "text": text,
+                      "patient": {"allergies": [{"substance": a, "criticality": "high"} for a in allergies]},
+                      "expected": expected})
+    for i, (order, patient, expected) in enumerate(HARD_ORDERS):
+        cases.append(_order_case(f"hard-order-{i:02d}", "hand-labelled", order, expected,
+                                 meds=patient.get("medications", ()), allergies=patient.get("allergies", ()),
+                                 pregnant=patient.get("pregnant")))
+    for i, (text, expected) in enumerate(HARD_INPUTS):
+        cases.append({"id": f"hard-input-{i:02d}", "source": "hand-labelled", "check": "input", "text": text,
+                      "expected": expected})
+    for i, (text, allergies, expected) in enumerate(HARD_OUTPUTS):
+        cases.append({"id": f"hard-output-{i:02d}", "source": "hand-labelled", "check": "output", "text": text,
                       "patient": {"allergies": [{"substance": a, "criticality": "high"} for a in allergies]},
                       "expected": expected})
     return cases
