@@ -107,7 +107,7 @@ def traffic(service, prometheus):
     accept_before = query(prometheus, 'balancedbio_feedback_total{outcome="accept"}')
     models = httpx.get(service.url + "/v1/models", headers=service.headers, timeout=30)
     assert models.status_code == 200, models.text
-    unauthorized = httpx.get(service.url + "/v1/models", headers={"Authorization": "Bearer wrong"}, timeout=30)
+    unauthorized = httpx.get(service.url + "/v1/models", timeout=30)  # no key at all
     assert unauthorized.status_code == 401, unauthorized.text
     consult = httpx.post(service.url + "/consult", headers=service.headers, timeout=600,
                          json={"question": "What is the first-line drug treatment for type 2 diabetes?",
