@@ -48,6 +48,18 @@ def _count_unavailable(_check: str) -> None:
     metrics.record_error("guardrail_unavailable")
 
 
+def _count_feedback(outcome: str) -> None:
+    """CDS feedback as clinician acceptance: spec accepted/overridden -> the metric's accept/override."""
+    try:
+        from monitoring import metrics
+    except ImportError:
+        return
+    try:
+        metrics.record_feedback({"accepted": "accept", "overridden": "override"}[outcome], None)
+    except Exception:
+        log.exception("feedback metric failed")
+
+
 def _wire_metrics() -> None:
     """Guardrail findings and fail-closed events -> Prometheus (module-level functions, so creating
     several apps registers them once and nothing is counted twice)."""
@@ -170,9 +182,14 @@ def create_cds_app(record_feedback: Callable[[dict], None] | None = None, fhir_c
                       "override_comment": item.overrideReason.userComment if item.overrideReason else None,
                       "accepted_suggestions": [s.id for s in item.acceptedSuggestions or []],
                       "outcome_timestamp": item.outcomeTimestamp}
-            stats[f"feedback:{item.outcome}"] += 1
             if record_feedback is not None:
-                record_feedback(record)
+                try:
+                    record_feedback(record)
+                except Exception as exc:
+                    log.error("CDS feedback not stored: %s", type(exc).__name__)
+                    return _error(503, "feedback could not be stored; send it again later")
+            stats[f"feedback:{item.outcome}"] += 1
+            _count_feedback(item.outcome)
         return JSONResponse({})
 
     app = Starlette(routes=[

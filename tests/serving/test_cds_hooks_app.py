@@ -84,13 +84,12 @@ def test_order_sign_high_priority_interaction_gives_critical_card(client):
 
 
 def test_order_sign_fetches_missing_prefetch_from_fhir_server(client, stub):
-    patient_id = KERMIT.name.split("_")[2].removesuffix(".json")
     bundle = json.loads(KERMIT.read_text())
     pid = next(e["resource"]["id"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
     before = len(stub.requests)
     r = client.post("/balancedbio-order-sign", json=_order_sign([_med("d1", "Amoxicillin 500 MG")], patient_id=pid,
                                                                 fhir_server="https://ehr.example.org/fhir"))
-    assert r.status_code == 200 and patient_id
+    assert r.status_code == 200
     assert len(stub.requests) > before and all(ok for _, ok in stub.requests[before:])
     assert not any(c["indicator"] == "critical" and "unavailable" in c["summary"] for c in r.json()["cards"])
 
@@ -173,3 +172,58 @@ def test_replay_hook_contexts(client, name, hook):
     if hook.startswith("order") and "617993" in json.dumps(context):
         # amoxicillin/clavulanate is recognised, so no "drug not recognised" card
         assert not any("not recognised" in c.summary for c in cards)
+
+
+FEEDBACK = {"feedback": [{"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-01-01T00:00:00Z",
+                          "overrideReason": {"reason": {"code": "will-monitor", "system": "s"}, "userComment": "ok"}}]}
+
+
+def test_feedback_record_and_acceptance_count(client, feedback_log):
+    assert client.post("/balancedbio-order-sign/feedback", json=FEEDBACK).status_code == 200
+    assert feedback_log == [{"service_id": "balancedbio-order-sign", "card": "c1", "outcome": "overridden",
+                             "override_reason": "will-monitor", "override_comment": "ok", "accepted_suggestions": [],
+                             "outcome_timestamp": "2026-01-01T00:00:00Z"}]
+    assert client.app.state.stats["feedback:overridden"] == 1
+
+
+def test_feedback_store_failure_is_503_not_500():
+    def broken(item):
+        raise OSError("disk full")
+
+    client = TestClient(create_cds_app(record_feedback=broken))
+    r = client.post("/balancedbio-order-sign/feedback", json=FEEDBACK)
+    assert r.status_code == 503 and "again" in r.json()["error"]
+
+
+@pytest.mark.parametrize("body,message", [
+    ({"feedback": [{"card": "c1", "outcome": "maybe", "outcomeTimestamp": "t"}]}, "outcome"),
+    ({"feedback": [{"outcome": "accepted", "outcomeTimestamp": "t"}]}, "card"),
+], ids=["bad_outcome", "no_card"])
+def test_bad_feedback_is_400(client, body, message):
+    r = client.post("/balancedbio-order-sign/feedback", json=body)
+    assert r.status_code == 400 and message in r.json()["error"]
+
+
+def test_a_crash_inside_a_service_returns_a_fail_closed_card(client, monkeypatch):
+    import clinical.cds_hooks as ch
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(ch, "gather_patient", boom)
+    r = client.post("/balancedbio-order-sign", json=_order_sign([_med("d1", "Amoxicillin 500 MG")], ON_SIMVASTATIN))
+    assert r.status_code == 200
+    card = r.json()["cards"][0]
+    assert card["indicator"] == "critical" and card["summary"].startswith("Safety check unavailable")
+
+
+def test_patient_view_from_fhir_server(client):
+    bundle = json.loads(KERMIT.read_text())
+    pid = next(e["resource"]["id"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    body = {"hook": "patient-view", "hookInstance": "h", "fhirServer": "https://ehr.example.org/fhir",
+            "fhirAuthorization": {"access_token": "test-token", "token_type": "Bearer", "expires_in": 300,
+                                  "scope": "user/*.read", "subject": "balancedbio"},
+            "context": {"userId": "Practitioner/1", "patientId": pid}}
+    cards = client.post("/balancedbio-patient-view", json=body).json()["cards"]
+    assert cards[0]["summary"].startswith("Patient summary: 1 active conditions, 3 medications, 3 allergies")
+    assert "Hydrochlorothiazide" in cards[0]["detail"]
