@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from clinical.fhir import FHIRInputError, PatientContext, merge_bundles, parse_patient, resources_of
 from clinical.guardrails import Finding, check_orders
-from clinical.guardrails.models import fail_closed
+from clinical.guardrails.models import fail_closed, unavailable
 from clinical.guardrails.patient_checks import allergy_findings, interaction_findings
 
 SPEC = "https://cds-hooks.hl7.org/2.0/"
@@ -306,8 +306,6 @@ def gather_patient(service: ServiceDefinition, request: HookRequest, fetch: Fetc
         parts.append(data)
     findings = []
     if problems:
-        from clinical.guardrails.models import unavailable
-
         findings.append(unavailable("patient-data", what=f"could not obtain {', '.join(problems)}")
                         .model_copy(update={"summary": f"Safety check incomplete: no {', '.join(problems)} data"[:140],
                                             "detail": f"The patient's {', '.join(problems)} could be neither "
@@ -336,9 +334,9 @@ def _draft_medications(request: HookRequest, selected_only: bool) -> list[dict]:
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise HookInputError("context.draftOrders must be a FHIR Bundle of draft orders (spec: order-sign/order-select)")
     orders = resources_of(bundle, "MedicationRequest")
-    if selected_only:
-        selections = set(request.context.get("selections") or [])
-        orders = [o for o in orders if f"MedicationRequest/{o.get('id')}" in selections]
+    selections = request.context.get("selections")
+    if selected_only and selections:  # spec: the orders just selected; without the list, check them all
+        orders = [o for o in orders if f"MedicationRequest/{o.get('id')}" in set(selections)]
     return orders
 
 

@@ -203,7 +203,7 @@ def _date_part(value: str | None) -> str | None:
     return value[:10] if value else None
 
 
-def _resolve_drugs(*texts: str | None) -> list[str]:
+def resolve_drugs(*texts: str | None) -> list[str]:
     """Canonical drug names in the texts: exact name first, else drug mentions in the text."""
     from clinical.knowledge import get_knowledge_base
 
@@ -291,7 +291,7 @@ class _Builder:
         if not display:
             self.ignored[f"{r['resourceType']} whose medication has no name"] += 1
             return
-        drugs = _resolve_drugs(display, (concept or {}).get("text"))
+        drugs = resolve_drugs(display, (concept or {}).get("text"))
         self.ctx.medications.append(Medication(text=display, drugs=drugs, system=system, code=code, status=status))
 
     def allergy(self, r: dict) -> None:
@@ -307,7 +307,7 @@ class _Builder:
             self.ignored[f"AllergyIntolerance '{display}' (records no allergy)"] += 1
             return
         category = list(r.get("category") or [])
-        drugs = _resolve_drugs(display, (r.get("code") or {}).get("text"))
+        drugs = resolve_drugs(display, (r.get("code") or {}).get("text"))
         self.ctx.allergies.append(Allergy(substance=display, drugs=drugs, category=category,
                                           criticality=r.get("criticality"), system=system, code=code))
 

@@ -6,7 +6,7 @@ pattern rejects); an order whose drug cannot be identified is reported, never sk
 
 from __future__ import annotations
 
-from clinical.fhir import PatientContext, _resolve_drugs
+from clinical.fhir import PatientContext, resolve_drugs
 from clinical.guardrails.models import Finding, fail_closed, unavailable
 from clinical.guardrails.output_checks import _dedupe
 from clinical.guardrails.patient_checks import (
@@ -28,7 +28,7 @@ def order_drugs(order: dict) -> tuple[str, list[str]]:
                                                     (order.get("medicationReference") or {}).get("display")]
     texts = [t for t in texts if isinstance(t, str) and t.strip()]
     label = texts[0] if texts else "unnamed medication"
-    return label, _resolve_drugs(*texts)
+    return label, resolve_drugs(*texts)
 
 
 def _daily_mg(order: dict) -> tuple[float, str] | None:

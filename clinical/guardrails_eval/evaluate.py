@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from clinical.fhir import Allergy, Condition, Medication, PatientContext, _resolve_drugs
+from clinical.fhir import Allergy, Condition, Medication, PatientContext, resolve_drugs
 from clinical.guardrails import check_input, check_orders, check_output
 from clinical.guardrails_eval.build import CASES
 
@@ -22,8 +22,8 @@ def _patient(spec: dict | None) -> PatientContext | None:
         return None
     return PatientContext(
         pregnant=spec.get("pregnant"),
-        medications=[Medication(text=m["text"], drugs=_resolve_drugs(m["text"])) for m in spec.get("medications", [])],
-        allergies=[Allergy(substance=a["substance"], drugs=_resolve_drugs(a["substance"]), criticality=a.get("criticality"))
+        medications=[Medication(text=m["text"], drugs=resolve_drugs(m["text"])) for m in spec.get("medications", [])],
+        allergies=[Allergy(substance=a["substance"], drugs=resolve_drugs(a["substance"]), criticality=a.get("criticality"))
                    for a in spec.get("allergies", [])],
         conditions=[Condition(display=c["display"]) for c in spec.get("conditions", [])],
     )
