@@ -88,8 +88,14 @@ def _error(status: int, message: str) -> JSONResponse:
 
 def create_cds_app(record_feedback: Callable[[dict], None] | None = None, fhir_client_factory: FhirClientFactory | None = None,
                    jwt_settings: JWTSettings | None = None):
-    """The CDS Hooks ASGI app. jwt_settings None disables JWT checks (tests, local use only)."""
+    """The CDS Hooks ASGI app.
+
+    jwt_settings None: read from the environment (JWTSettings.from_env); with nothing configured
+    there either, JWT checks are off and a warning says so (tests, local use only)."""
     _wire_metrics()
+    jwt_settings = jwt_settings if jwt_settings is not None else JWTSettings.from_env()
+    if jwt_settings is None:
+        log.warning("CDS Hooks JWT verification is OFF: set BALANCEDBIO_CDS_JWT_ISSUERS in production")
     factory = fhir_client_factory or _default_factory
     verifier = JWTVerifier(jwt_settings) if jwt_settings is not None else None
     stats: Counter = Counter()

@@ -8,6 +8,8 @@ URL), the audience, the expiry, and that a `jti` is never accepted twice.
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -43,8 +45,25 @@ class JWTSettings:
 
     @classmethod
     def single(cls, issuer: str, keys: dict[str, object] | None = None, jwks_url: str | None = None,
-               audience: str | None = None) -> "JWTSettings":
-        return cls(issuers={issuer: TrustedIssuer(issuer, keys or {}, jwks_url)}, audience=audience)
+               audience: str | None = None, public_base_url: str | None = None) -> "JWTSettings":
+        return cls(issuers={issuer: TrustedIssuer(issuer, keys or {}, jwks_url)}, audience=audience,
+                   public_base_url=public_base_url)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "JWTSettings | None":
+        """BALANCEDBIO_CDS_JWT_ISSUERS = JSON {"issuer": "jwks url", ...}; BALANCEDBIO_CDS_PUBLIC_URL =
+        the public URL of the mount point. None when no issuer is configured."""
+        env = os.environ if environ is None else environ
+        raw = env.get("BALANCEDBIO_CDS_JWT_ISSUERS", "").strip()
+        if not raw:
+            return None
+        try:
+            issuers = json.loads(raw)
+            assert isinstance(issuers, dict) and all(isinstance(v, str) for v in issuers.values())
+        except (ValueError, AssertionError):
+            raise ValueError('BALANCEDBIO_CDS_JWT_ISSUERS must be a JSON object {"issuer": "https://.../jwks.json"}') from None
+        return cls(issuers={iss: TrustedIssuer(iss, {}, url) for iss, url in issuers.items()},
+                   public_base_url=env.get("BALANCEDBIO_CDS_PUBLIC_URL") or None)
 
 
 class ReplayCache:

@@ -102,3 +102,24 @@ def test_feedback_and_public_base_url_audience():
     assert ok.status_code == 200
     wrong = client.post("/balancedbio-order-sign/feedback", json=feedback, headers={"Authorization": f"Bearer {token()}"})
     assert wrong.status_code == 401 and "audience" in wrong.json()["error"]
+
+
+ENV = [
+    ("unset", {}, None),
+    ("one_issuer", {"BALANCEDBIO_CDS_JWT_ISSUERS": json.dumps({ISS: "https://ehr.example.org/jwks.json"}),
+                    "BALANCEDBIO_CDS_PUBLIC_URL": "https://cds.example.org/cds-services"}, ISS),
+]
+
+
+@pytest.mark.parametrize("env,issuer", [e[1:] for e in ENV], ids=[e[0] for e in ENV])
+def test_settings_from_env(env, issuer):
+    settings = JWTSettings.from_env(env)
+    if issuer is None:
+        assert settings is None
+    else:
+        assert list(settings.issuers) == [issuer] and settings.public_base_url.endswith("/cds-services")
+
+
+def test_settings_from_env_bad_json():
+    with pytest.raises(ValueError, match="JSON object"):
+        JWTSettings.from_env({"BALANCEDBIO_CDS_JWT_ISSUERS": "[1]"})
