@@ -264,6 +264,11 @@ SERVICES = [
 SERVICES_BY_ID = {s.id: s for s in SERVICES}
 
 
+def discovery_document() -> dict:
+    """The discovery response (spec 'Discovery') as JSON, for a host app that serves it itself."""
+    return DiscoveryResponse(services=SERVICES).model_dump(exclude_none=True)
+
+
 class HookInputError(ValueError):
     """A request this service cannot act on; the message says what to send instead."""
 
@@ -358,6 +363,11 @@ def handle_hook(service_id: str, request: HookRequest, fetch: Fetch | None = Non
                               detail="```\n" + patient.to_prompt() + "\n```"))
         cards += [finding_to_card(f) for f in findings]
         return CDSResponse(cards=cards), findings
+    if patient is None and not findings:
+        findings.append(unavailable("patient-data", what="no patient in context or prefetch").model_copy(update={
+            "summary": "Safety check incomplete: no patient data",
+            "detail": "The request named no patient and prefetched none, so allergies, active medications "
+                      "and conditions were not checked; only the draft orders among themselves were."}))
     selected = service.hook == "order-select"
     orders = _draft_medications(request, selected_only=selected)
     if selected:  # the other drafts on the same order sheet count as current medications

@@ -128,7 +128,7 @@ def create_cds_app(record_feedback: Callable[[dict], None] | None = None, fhir_c
         return data
 
     async def discovery(request: Request) -> JSONResponse:
-        return JSONResponse(cds_hooks.DiscoveryResponse(services=cds_hooks.SERVICES).model_dump(exclude_none=True))
+        return JSONResponse(cds_hooks.discovery_document())
 
     async def call_service(request: Request) -> JSONResponse:
         service_id = request.path_params["service_id"]

@@ -227,3 +227,11 @@ def test_patient_view_from_fhir_server(client):
     cards = client.post("/balancedbio-patient-view", json=body).json()["cards"]
     assert cards[0]["summary"].startswith("Patient summary: 1 active conditions, 3 medications, 3 allergies")
     assert "Hydrochlorothiazide" in cards[0]["detail"]
+
+
+def test_order_sign_without_any_patient_data_says_so(client):
+    body = _order_sign([_med("d1", "Amoxicillin 500 MG")])
+    del body["context"]["patientId"]
+    cards = client.post("/balancedbio-order-sign", json=body).json()["cards"]
+    assert [c["summary"] for c in cards] == ["Safety check incomplete: no patient data"]
+    assert cards[0]["indicator"] == "critical"
