@@ -122,21 +122,22 @@ def _coded(display: str, system: str | None, code: str | None) -> str:
 # --- validation -----------------------------------------------------------------------------------
 
 
-def _where(resource: dict, index: int | None) -> str:
+def _where(resource: dict, place: str | None) -> str:
+    """'entry[3] MedicationRequest/m1': where a resource is, for error messages. A Patient's id is
+    left out, because these messages may end up in logs."""
     rtype = resource.get("resourceType", "?")
-    rid = resource.get("id")
-    place = f"entry[{index}] " if index is not None else ""
-    return f"{place}{rtype}" + (f"/{rid}" if rid else "")
+    rid = resource.get("id") if rtype != "Patient" else None
+    return f"{place + ' ' if place else ''}{rtype}" + (f"/{rid}" if rid else "")
 
 
-def _validate(resource: dict, index: int | None) -> None:
+def _validate(resource: dict, place: str | None) -> None:
     """fhir.resources.R4B validation; errors become FHIRInputError naming resource and field."""
     rtype = resource.get("resourceType")
     try:
         model = get_fhir_model_class(rtype)
     except (KeyError, ValueError):
         raise FHIRInputError(
-            f"{_where(resource, index)}: unknown resourceType {rtype!r}. Send FHIR R4 resources "
+            f"{_where(resource, place)}: unknown resourceType {rtype!r}. Send FHIR R4 resources "
             f"(e.g. Patient, Condition, MedicationRequest, Observation)."
         ) from None
     try:
@@ -146,12 +147,12 @@ def _validate(resource: dict, index: int | None) -> None:
             f"field {'.'.join(str(p) for p in err['loc']) or '(resource)'}: {err['msg']}" for err in exc.errors()[:5]
         )
         raise FHIRInputError(
-            f"{_where(resource, index)} is not valid FHIR R4: {problems}. Fix these fields "
+            f"{_where(resource, place)} is not valid FHIR R4: {problems}. Fix these fields "
             f"(see https://hl7.org/fhir/R4/{str(rtype).lower()}.html) and resend."
         ) from None
     except KeyError as exc:  # fhir.resources raises KeyError for an unknown contained/nested type
         raise FHIRInputError(
-            f"{_where(resource, index)} holds a resource of unknown type {exc}. Use FHIR R4 resource types."
+            f"{_where(resource, place)} holds a resource of unknown type {exc}. Use FHIR R4 resource types."
         ) from None
 
 
@@ -407,15 +408,15 @@ def parse_patient(payload: dict, *, as_of: date | None = None, patient_id: str |
 
     for r, place in resources:
         rtype = r["resourceType"]
-        index = int(place.split("[")[-1].rstrip("]")) if place.startswith("entry[") else None
+        where = place if place.startswith("entry[") else None
         if rtype not in USED_TYPES:
             try:
                 get_fhir_model_class(rtype)
             except (KeyError, ValueError):
-                raise FHIRInputError(f"{_where(r, index)}: unknown resourceType {rtype!r}. Send FHIR R4 resources.") from None
+                raise FHIRInputError(f"{_where(r, where)}: unknown resourceType {rtype!r}. Send FHIR R4 resources.") from None
             builder.ignored[f"{rtype} (resource type not used)"] += 1
             continue
-        _validate(r, index)
+        _validate(r, where)
         if rtype == "Medication":
             for key in (f"Medication/{r.get('id')}", full_urls.get(id(r))):
                 if key:

@@ -96,3 +96,15 @@ ERRORS = [
 def test_invalid_input_names_resource_and_field(payload, message):
     with pytest.raises(FHIRInputError, match=message):
         parse_patient(payload)
+
+
+def test_nested_bundle_error_names_the_nested_entry():
+    inner = _bundle(PATIENT, {**ACTIVE_MED, "status": 42}, btype="searchset")
+    with pytest.raises(FHIRInputError, match=r"entry\[0\]\.resource\.entry\[1\] MedicationRequest/m1"):
+        parse_patient(_bundle(inner, btype="batch-response"))
+
+
+def test_patient_id_not_in_error_messages():
+    with pytest.raises(FHIRInputError) as err:
+        parse_patient({**PATIENT, "id": "secret-id-123", "gender": 7})
+    assert "secret-id-123" not in str(err.value) and "field gender" in str(err.value)
