@@ -115,36 +115,37 @@ def create_cds_app(record_feedback: Callable[[dict], None] | None = None, fhir_c
                                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         return None
 
-    async def read_json(request: Request) -> dict | JSONResponse:
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return _error(413, f"request body over {MAX_BODY} bytes")
-        try:
-            data = json.loads(body)
-        except ValueError as exc:
-            return _error(400, f"body is not JSON ({exc.msg} at position {exc.pos}); send application/json")
-        if not isinstance(data, dict):
-            return _error(400, "body must be a JSON object")
-        return data
-
-    async def discovery(request: Request) -> JSONResponse:
-        return JSONResponse(cds_hooks.discovery_document())
-
-    async def call_service(request: Request) -> JSONResponse:
+    async def accept(request: Request, model: type[pydantic.BaseModel], what: str):
+        """(service_id, parsed body) of a POST, or the error response: 404, 401, 413 or 400."""
         service_id = request.path_params["service_id"]
         if service_id not in cds_hooks.SERVICES_BY_ID:
             return _error(404, f"no CDS service {service_id!r}; GET the discovery endpoint for the list")
         refused = authorise(request)
         if refused:
             return refused
-        data = await read_json(request)
-        if isinstance(data, JSONResponse):
-            return data
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return _error(413, f"request body over {MAX_BODY} bytes")
         try:
-            hook_request = cds_hooks.HookRequest.model_validate(data)
+            data = json.loads(body)
+        except ValueError as exc:
+            return _error(400, f"body is not JSON ({exc}); send application/json")
+        if not isinstance(data, dict):
+            return _error(400, "body must be a JSON object")
+        try:
+            return service_id, model.model_validate(data)
         except pydantic.ValidationError as exc:
-            return _error(400, "invalid CDS Hooks request: " + "; ".join(
+            return _error(400, f"invalid {what}: " + "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5]))
+
+    async def discovery(request: Request) -> JSONResponse:
+        return JSONResponse(cds_hooks.discovery_document())
+
+    async def call_service(request: Request) -> JSONResponse:
+        accepted = await accept(request, cds_hooks.HookRequest, "CDS Hooks request")
+        if isinstance(accepted, JSONResponse):
+            return accepted
+        service_id, hook_request = accepted
         client = None
         if hook_request.fhirServer:
             token = hook_request.fhirAuthorization.access_token if hook_request.fhirAuthorization else None
@@ -167,20 +168,10 @@ def create_cds_app(record_feedback: Callable[[dict], None] | None = None, fhir_c
         return JSONResponse(response.model_dump(exclude_none=True))
 
     async def feedback(request: Request) -> JSONResponse:
-        service_id = request.path_params["service_id"]
-        if service_id not in cds_hooks.SERVICES_BY_ID:
-            return _error(404, f"no CDS service {service_id!r}")
-        refused = authorise(request)
-        if refused:
-            return refused
-        data = await read_json(request)
-        if isinstance(data, JSONResponse):
-            return data
-        try:
-            parsed = cds_hooks.FeedbackRequest.model_validate(data)
-        except pydantic.ValidationError as exc:
-            return _error(400, "invalid feedback: " + "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5]))
+        accepted = await accept(request, cds_hooks.FeedbackRequest, "feedback")
+        if isinstance(accepted, JSONResponse):
+            return accepted
+        service_id, parsed = accepted
         for item in parsed.feedback:
             reason = item.overrideReason.reason.code if item.overrideReason and item.overrideReason.reason else None
             record = {"service_id": service_id, "card": item.card, "outcome": item.outcome,
