@@ -13,7 +13,7 @@ from training.evaluate.runner import BENCHMARKS
 
 PRESETS: dict[str, dict] = {
     "default": {},
-    "tiny": dict(model="tiny", mkgsg_n=60, sft_steps=2, sft_batch_size=2, rm_steps=2, rm_batch_size=2, rm_pairs=8,
+    "tiny": dict(model="tiny", lora=False, mkgsg_n=60, sft_steps=2, sft_batch_size=2, rm_steps=2, rm_batch_size=2, rm_pairs=8,
                  rm_eval_pairs=8, grpo_steps=2, grpo_prompts_per_step=4, num_generations=2, max_completion_length=12,
                  eval_per_capability=1, eval_max_new_tokens=12, eval_benchmarks="medmcqa:4",
                  save_steps=1, export=False),
@@ -39,12 +39,14 @@ class RunConfig:
     seed: int = field(default=0, metadata={"help": "Seed for data generation, sampling and training."})
     data: str | None = field(default=None, metadata={"help": "Reuse an MKGSG output folder instead of generating one."})
     mkgsg_n: int = field(default=400, metadata={"help": "Synthetic records to generate (split ~80/10/10 by seed fact)."})
-    lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (PEFT) instead of every weight."})
-    sft_steps: int = field(default=12, metadata={"help": "SFT optimizer steps (0 skips SFT)."})
+    lora: bool = field(default=True, metadata={
+        "help": "Train LoRA adapters (PEFT) instead of every weight: on a CPU it skips the weight gradients and the "
+                "optimizer state of the whole model, and keeps checkpoints small. The final model is merged."})
+    sft_steps: int = field(default=10, metadata={"help": "SFT optimizer steps (0 skips SFT)."})
     sft_batch_size: int = field(default=4, metadata={"help": "SFT sequences per step."})
-    sft_learning_rate: float = field(default=1e-4, metadata={"help": "SFT learning rate."})
+    sft_learning_rate: float = field(default=2e-4, metadata={"help": "SFT learning rate."})
     max_length: int = field(default=384, metadata={"help": "Token limit of SFT and reward-model sequences."})
-    rm_steps: int = field(default=12, metadata={"help": "Reward-model optimizer steps (0 drops the model component)."})
+    rm_steps: int = field(default=8, metadata={"help": "Reward-model optimizer steps (0 drops the model component)."})
     rm_batch_size: int = field(default=4, metadata={"help": "Preference pairs per reward-model step."})
     rm_pairs: int = field(default=96, metadata={"help": "Training pairs drawn round-robin over corruption kinds."})
     rm_eval_pairs: int = field(default=48, metadata={"help": "Held-out pairs for pairwise accuracy."})
@@ -54,7 +56,7 @@ class RunConfig:
     grpo_prompts_per_step: int = field(default=4, metadata={"help": "Prompts per step (balanced over capabilities)."})
     num_generations: int = field(default=4, metadata={"help": "Completions sampled per prompt (GRPO's group)."})
     max_completion_length: int = field(default=48, metadata={"help": "Token limit of each GRPO rollout."})
-    grpo_learning_rate: float = field(default=5e-6, metadata={"help": "GRPO learning rate."})
+    grpo_learning_rate: float = field(default=2e-5, metadata={"help": "GRPO learning rate (LoRA needs a larger one)."})
     weights: str = field(default="dynamic", metadata={"help": "Hybrid weights: static or dynamic."})
     orthogonality: str = field(default="pcgrad", metadata={"help": "Gradient orthogonality: none or pcgrad."})
     save_steps: int = field(default=2, metadata={"help": "Checkpoint every N steps in each training stage (for --resume)."})

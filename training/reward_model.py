@@ -63,6 +63,9 @@ def train_reward_model(config, run, base: str, data: str, callbacks: Sequence = 
     quiet(trainer).train(resume_from_checkpoint=run.last_checkpoint("reward_model"))
     final = folder / "final"
     trainer.save_model(str(final))
+    trainer.accelerator.wait_for_everyone()
+    if not trainer.accelerator.is_main_process:  # the held-out scoring is done once
+        return {"model": str(final)}
     tokenizer.save_pretrained(str(final))
     held_out = load_pairs(Path(data) / "preferences_val.jsonl", limit=config.rm_eval_pairs)
     accuracy = pairwise_accuracy(ModelReward(str(final), max_length=config.max_length), held_out)

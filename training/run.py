@@ -36,58 +36,74 @@ def resolve_config(argv: list[str] | None) -> tuple[RunConfig, Path]:
         # The saved config wins, so a resumed run trains under the budget it started with.
         values = {**json.loads(saved.read_text()), "resume": str(run_dir)}
         return RunConfig(**values), run_dir
+    if config.name is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Ranks start at slightly different times; a time-stamped name would split the run in two.
+        raise SystemExit("error: under accelerate launch pass --name RUN_NAME so every rank writes the same run directory")
     name = config.name or time.strftime("%Y%m%d-%H%M%S") + ("-ablation" if config.ablation else "")
     return config, Path(config.runs_dir) / name
 
 
-def progress_display():
+def progress_display(enabled: bool = True):
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
     return Progress(TextColumn("[bold]{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), disable=not enabled)
 
 
 def run_pipeline(config: RunConfig, run_dir: Path, console=None) -> dict:
+    from accelerate import PartialState
+
     from training import stages
     from training.plots import plot_run
 
+    # Under `accelerate launch` every rank runs this; the trainers share the work, everything else
+    # (data, evaluation, export, files) is done once by the main rank while the others wait.
+    state = PartialState()
     run = stages.RunDirectory(run_dir)
-    (run.path / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    if state.is_main_process:
+        (run.path / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
     outputs: dict = {}
     started = time.perf_counter()
-    with progress_display() as progress:
+    with progress_display(state.is_main_process) as progress:
         tasks = {s: progress.add_task(f"{i}/{len(STAGES)} {s}", total=None, start=False)
                  for i, s in enumerate(STAGES, 1)}
 
-        def stage(name, fn, *args):
+        def stage(name, fn, *args, everyone: bool = False):
             done = run.done(name)
             if done is not None:
                 progress.update(tasks[name], total=1, completed=1, description=f"{name} (done earlier)")
                 return done
             progress.start_task(tasks[name])
             t0 = time.perf_counter()
-            result = fn(*args)
-            result["wall_time_s"] = round(time.perf_counter() - t0, 1)
-            progress.update(tasks[name], total=progress.tasks[tasks[name]].total or 1,
-                            completed=progress.tasks[tasks[name]].total or 1)
-            return run.mark_done(name, result)
+            if everyone or state.is_main_process:
+                result = fn(*args)
+                result["wall_time_s"] = round(time.perf_counter() - t0, 1)
+                if state.is_main_process:
+                    run.mark_done(name, result)
+            state.wait_for_everyone()
+            task = progress.tasks[tasks[name]]
+            progress.update(tasks[name], total=task.total or 1, completed=task.total or 1)
+            return run.done(name)
 
         data = stage("data", stages.stage_data, config, run)["data"]
         base = stages.base_model_path(config, run)
         policy = base
         if config.sft_steps > 0:
-            policy = stage("sft", stages.stage_sft, config, run, base, data, progress, tasks["sft"])["model"]
+            policy = stage("sft", stages.stage_sft, config, run, base, data, progress, tasks["sft"],
+                           everyone=True)["model"]
         reward_model = None
         if config.rm_steps > 0:
             outputs["reward_model"] = stage("reward_model", stages.stage_reward_model, config, run, policy, data,
-                                            progress, tasks["reward_model"])
+                                            progress, tasks["reward_model"], everyone=True)
             reward_model = outputs["reward_model"]["model"]
         final = stage("grpo", stages.stage_grpo, config, run, policy, reward_model, data, progress,
-                      tasks["grpo"])["model"]
+                      tasks["grpo"], everyone=True)["model"]
         outputs["eval"] = stage("eval", stages.stage_evaluate, config, run, final, data, progress, tasks["eval"])
         if config.export:
             outputs["export"] = stage("export", export_stage, config, run, final)
+    if not state.is_main_process:
+        return outputs
     outputs["plots"] = [str(p) for p in plot_run(run.path)]
     outputs["final_model"] = final
     outputs["wall_time_s"] = round(time.perf_counter() - started, 1)
@@ -98,8 +114,8 @@ def run_pipeline(config: RunConfig, run_dir: Path, console=None) -> dict:
 def export_stage(config, run, model: str) -> dict:
     from training.export import export_model
 
-    result = export_model(model, run.stage("export") / "onnx")
-    return {"onnx": str(getattr(result, "out_dir", result))}
+    result = export_model(run.path, run.stage("export") / "onnx")
+    return {"onnx": str(result.out_dir), "serve": str(result.serve_dir)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import datasets
+
+    datasets.disable_progress_bars()  # the run's own display shows progress; per-map bars would bury it
     config, run_dir = resolve_config(argv)
     console = Console()
     try:
@@ -122,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     except ModelUnavailableError as e:
         console.print(f"[red]error:[/red] {e}")
         return 2
+    if "eval" not in outputs:  # a non-main rank under accelerate launch
+        return 0
     scores = outputs["eval"]["scores"]
     for key, value in scores.items():
         console.print(f"  {key:<45} {value:.3f}")

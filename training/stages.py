@@ -150,11 +150,13 @@ def lora_config(config):
 
 
 def save_final(trainer, tokenizer, folder: Path) -> str:
-    model = trainer.model
-    if hasattr(model, "merge_and_unload"):  # LoRA: export and serving want one plain model
-        model = model.merge_and_unload()
-    model.save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
+    if trainer.accelerator.is_main_process:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        if hasattr(model, "merge_and_unload"):  # LoRA: export and serving want one plain model
+            model = model.merge_and_unload()
+        model.save_pretrained(str(folder))
+        tokenizer.save_pretrained(str(folder))
+    trainer.accelerator.wait_for_everyone()
     return str(folder)
 
 
@@ -228,7 +230,9 @@ def stage_grpo(config, run: RunDirectory, policy: str, reward_model: str | None,
     if checkpoint and hasattr(trainer, "load_capability_state"):
         trainer.load_capability_state(checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
-    return {"model": save_final(trainer, trainer.processing_class, run.stage(stage) / "final")}
+    # The main stage's model is the run's model: `runs/NAME/final`, where export and serving look for it.
+    target = run.path / "final" if stage == "grpo" else run.stage(stage) / "final"
+    return {"model": save_final(trainer, trainer.processing_class, target)}
 
 
 # ---- evaluation ----------------------------------------------------------------------------

@@ -1,0 +1,83 @@
+"""Per-capability normalisation and dynamic hybrid weights."""
+
+from __future__ import annotations
+
+import pytest
+
+from training.rewards.weights import CapabilityNormalizer, HybridWeights, RunningStat
+
+
+def test_static_weights_never_move():
+    weights = HybridWeights(mode="static")
+    before = {c: dict(w) for c, w in weights.weights.items()}
+    weights.observe("reasoning", "reasoning", [0.0, 0.0])
+    weights.step()
+    assert weights.weights == before
+
+
+@pytest.mark.parametrize("capability, lagging, keeping", [
+    ("reasoning", "reasoning", "answer"),
+    ("integration", "safety", "constraints"),
+    ("instruction", "constraints", "model"),
+], ids=["reasoning-path-lags", "integration-safety-lags", "instruction-constraints-lag"])
+def test_dynamic_weights_move_towards_the_lagging_component(capability, lagging, keeping):
+    weights = HybridWeights(mode="dynamic")
+    start = dict(weights.weights[capability])
+    for _ in range(5):
+        weights.observe(capability, lagging, [0.0, 0.1])
+        weights.observe(capability, keeping, [1.0, 1.0])
+        weights.step()
+    now = weights.weights[capability]
+    assert now[lagging] > start[lagging]
+    assert now[keeping] < start[keeping]
+    assert sum(now.values()) == pytest.approx(1.0)
+    assert min(now.values()) >= weights.floor - 1e-9
+
+
+def test_only_available_components_get_weight():
+    weights = HybridWeights(components=("answer", "reasoning", "constraints", "safety"))
+    assert all("model" not in w for w in weights.weights.values())
+    assert weights.weights["knowledge"] == {"answer": 1.0}
+
+
+def test_state_round_trips_for_resume():
+    a = HybridWeights()
+    a.observe("knowledge", "answer", [0.2, 0.4])
+    a.step()
+    b = HybridWeights()
+    b.load_state_dict(a.state_dict())
+    assert b.weights == a.weights and b.lag("knowledge", "answer") == a.lag("knowledge", "answer")
+
+
+def test_normalizer_puts_capabilities_of_different_spread_on_one_scale():
+    norm = CapabilityNormalizer(std_floor=1e-6)
+    wide, narrow = [0.0, 1.0, 0.0, 1.0], [0.45, 0.55, 0.45, 0.55]
+    norm.update("knowledge", "model", wide)
+    norm.update("reasoning", "model", narrow)
+    z_wide = [norm.normalize("knowledge", "model", v) for v in wide]
+    z_narrow = [norm.normalize("reasoning", "model", v) for v in narrow]
+    assert z_wide == pytest.approx(z_narrow)
+
+
+def test_constant_component_is_not_blown_up():
+    norm = CapabilityNormalizer(std_floor=0.1)
+    norm.update("integration", "safety", [1.0, 1.0, 1.0])
+    assert norm.normalize("integration", "safety", 1.0) == 0.0
+    assert abs(norm.normalize("integration", "safety", 0.0)) <= 10.0
+
+
+def test_running_stat_tracks_a_shift():
+    stat = RunningStat(momentum=0.5)
+    stat.update([0.0, 0.0])
+    stat.update([1.0, 1.0])
+    assert stat.mean == pytest.approx(0.5) and stat.std > 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"mode": "adaptive"}, "'static' or 'dynamic'"),
+    ({"rate": 0.0}, "must lie in"),
+    ({"floor": 0.3}, "lower it"),
+], ids=["unknown-mode", "zero-rate", "floor-too-high"])
+def test_bad_settings_say_how_to_fix(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        HybridWeights(**kwargs)

@@ -1,0 +1,102 @@
+"""`python -m training.run` end to end on the tiny preset: a real MKGSG -> SFT -> reward model ->
+capability-aware GRPO -> evaluation run, killed with SIGKILL mid-GRPO and resumed, then the same
+pipeline under `accelerate launch` with two processes (DDP over gloo on the CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["--preset", "tiny", "--grpo_steps", "3", "--eval_benchmarks", "medmcqa:4"]
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, deadline_s: float) -> bool:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end and proc.poll() is None:
+        if path.exists():
+            return True
+        time.sleep(0.2)
+    return path.exists()
+
+
+@pytest.fixture(scope="module")
+def resumed_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    run_dir = runs / "tiny"
+    cmd = [sys.executable, "-m", "training.run", *TINY, "--runs_dir", str(runs), "--name", "tiny"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        reached = _wait_for(run_dir / "grpo" / "checkpoint-1" / "trainer_state.json", proc, deadline_s=600)
+        time.sleep(0.5)  # let the checkpoint's last files land
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        output = proc.communicate(timeout=60)[0].decode(errors="replace")
+    assert reached, f"the run never wrote a GRPO checkpoint:\n{output[-3000:]}"
+    assert not (run_dir / "grpo" / "DONE.json").exists(), "killed too late: GRPO had already finished"
+    sft_done = (run_dir / "sft" / "DONE.json").stat().st_mtime
+    resumed = subprocess.run([sys.executable, "-m", "training.run", "--resume", str(run_dir)], cwd=REPO,
+                             env=_env(), capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    return run_dir, sft_done, resumed.stdout
+
+
+def test_resume_skips_finished_stages_and_continues_grpo_from_its_checkpoint(resumed_run):
+    run_dir, sft_done, _ = resumed_run
+    assert (run_dir / "sft" / "DONE.json").stat().st_mtime == sft_done
+    grpo_steps = [r["step"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+                  if r["stage"] == "grpo" and "loss" in r]
+    # Steps 1 (and maybe 2) before the kill, the rest after: never restarted from step 1.
+    assert grpo_steps[-1] == 3 and grpo_steps.count(1) == 1, grpo_steps
+
+
+def test_run_directory_holds_config_metrics_plots_checkpoints_and_evaluation(resumed_run):
+    run_dir, _, stdout = resumed_run
+    for stage in ("data", "sft", "reward_model", "grpo", "eval"):
+        assert (run_dir / stage / "DONE.json").exists(), stage
+    assert json.loads((run_dir / "config.json").read_text())["preset"] == "tiny"
+    assert (run_dir / "final" / "config.json").exists()
+    assert list((run_dir / "grpo").glob("checkpoint-*/capability_state.json"))
+    for plot in ("reward_components.png", "weights.png", "gradient_cosines.png", "scores.png"):
+        assert (run_dir / "plots" / plot).stat().st_size > 1000, plot
+    report = json.loads((run_dir / "eval" / "report.json").read_text())
+    assert {r["benchmark"] for r in report["results"]} == {"capabilities", "medmcqa"}
+    accuracy = json.loads((run_dir / "reward_model" / "pairwise_accuracy.json").read_text())
+    assert accuracy["n"] > 0 and accuracy["by_corruption"]
+    assert "capabilities/" in stdout and "run directory" in stdout
+
+
+def test_grpo_metrics_log_weights_and_cosines_every_step(resumed_run):
+    run_dir, _, _ = resumed_run
+    rows = [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+            if r["stage"] == "grpo" and "loss" in r]
+    for row in rows:
+        assert any(k.startswith("weights/integration/") for k in row)
+        assert any(k.startswith("pcgrad/cos_before/") for k in row)
+        assert any(k.startswith("components/") for k in row)
+
+
+def test_accelerate_launch_two_processes(resumed_run, tmp_path):
+    run_dir, _, _ = resumed_run
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
+           "--cpu", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "training.run", *TINY,
+           "--grpo_steps", "2", "--data", str(run_dir / "data"), "--runs_dir", str(tmp_path), "--name", "ddp"]
+    result = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = [r for r in map(json.loads, (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines())
+            if r["stage"] == "grpo" and "loss" in r]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert (tmp_path / "ddp" / "eval" / "DONE.json").exists()
