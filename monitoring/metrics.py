@@ -52,9 +52,10 @@ ENDPOINTS = frozenset({
 })
 FEEDBACK_OUTCOMES = ("accept", "override", "edit")
 SEVERITIES = ("info", "warning", "critical")
-# Guardrail finding kinds (clinical/guardrails/, issue 6: the `kind` of its Finding). ``safety_check_unavailable`` is the
-# fail-closed finding a guardrail emits when it errors; the alert BalancedBioSafetyCheckUnavailable
-# keys on it and on record_error("guardrail_unavailable") (clinical.guardrails.models add_listeners).
+# Guardrail finding kinds (clinical/guardrails/, issue 6: the `kind` of its Finding).
+# ``safety_check_unavailable`` is the fail-closed finding a guardrail emits when it errors; the
+# alert BalancedBioSafetyCheckUnavailable keys on it and on record_error("guardrail_unavailable")
+# (wired through clinical.guardrails.models.add_listeners by the service).
 FINDING_KINDS = frozenset({
     "allergy", "cross_reactivity", "interaction", "contraindication", "dose",
     "diagnostic_certainty", "out_of_scope", "prompt_injection", "emergency", "phi_in_text",

@@ -49,6 +49,8 @@ def prometheus(service, tmp_path_factory):
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     api = f"http://127.0.0.1:{port}"
     try:
+        wait_for(lambda: ready(api), "Prometheus to be ready (/-/ready)",
+                 lambda: (workdir / "prometheus.log").read_text(errors="replace")[-3000:])
         wait_for(lambda: query(api, 'up{job="balancedbio"}') == 1.0, "Prometheus to scrape the service (up == 1)",
                  lambda: (workdir / "prometheus.log").read_text(errors="replace")[-3000:])
         yield api
@@ -63,11 +65,20 @@ def prometheus(service, tmp_path_factory):
         log.close()
 
 
+def ready(api: str) -> bool:
+    try:
+        return httpx.get(f"{api}/-/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def query(api: str, promql: str) -> float | None:
     """The value of a query that returns one sample (summed if several), None when it is empty."""
     try:
         response = httpx.get(f"{api}/api/v1/query", params={"query": promql}, timeout=5)
     except httpx.HTTPError:
+        return None
+    if response.status_code == 503:  # "Service Unavailable" (plain text) while the TSDB starts
         return None
     body = response.json()
     assert body["status"] == "success", body
