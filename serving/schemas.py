@@ -53,7 +53,7 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_p: float | None = Field(None, ge=0.0, le=1.0)  # ge, not gt: BentoML labels the schema OpenAPI 3.0
     n: int | None = Field(None, ge=1, le=1, description="only 1 is supported")
     stream: bool | None = False
     stream_options: StreamOptions | None = None

@@ -101,6 +101,9 @@ async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
 
 @app.exception_handler(StarletteHTTPException)
 async def _http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
+    if e.status_code == 400:  # FastAPI's "error parsing the body" (e.g. bytes that are not UTF-8)
+        _count("record_error", "validation")
+        return _error(422, "invalid_request_error", f"{e.detail}: send a UTF-8 JSON object (see /docs)")
     return _error(e.status_code, "invalid_request_error", str(e.detail), getattr(e, "headers", None))
 
 

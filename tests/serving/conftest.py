@@ -70,8 +70,8 @@ def start_server(model_dir: Path, data_dir: Path, **env_overrides: str) -> Serve
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "BALANCEDBIO_MODEL": str(model_dir), "BALANCEDBIO_API_KEYS": API_KEY,
-           "BALANCEDBIO_DATA_DIR": str(data_dir), "BALANCEDBIO_MAX_TOKENS": "24",
-           "BALANCEDBIO_DEFAULT_MAX_TOKENS": "8", "BALANCEDBIO_RATE_LIMIT": "100000",
+           "BALANCEDBIO_DATA_DIR": str(data_dir), "BALANCEDBIO_MAX_TOKENS": "8",
+           "BALANCEDBIO_DEFAULT_MAX_TOKENS": "4", "BALANCEDBIO_RATE_LIMIT": "100000",
            "BALANCEDBIO_ORT_THREADS": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "BENTOML_DO_NOT_TRACK": "true", **env_overrides}
     env.pop("BALANCEDBIO_DB_URL", None)

@@ -18,8 +18,8 @@ def test_no_server_errors(server, tmp_path):
     report = tmp_path / "schemathesis.json"
     cmd = [str(Path(sys.executable).parent / "schemathesis"), "run", server.url + "/docs.json",
            "--checks", "not_a_server_error", "--include-path-regex", INCLUDE,
-           "-H", f"Authorization: Bearer {server.key}", "--max-examples", "25", "--seed", "1",
-           "--request-timeout", "120", "--max-time", "240", "--workers", "1", "--no-shrink",
+           "-H", f"Authorization: Bearer {server.key}", "--max-examples", "15", "--seed", "1",
+           "--request-timeout", "120", "--max-time", "150", "--workers", "1", "--no-shrink",
            "--phases", "examples,coverage,fuzzing", "--warnings", "off"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=420)
     output = run.stdout + run.stderr
