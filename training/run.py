@@ -114,7 +114,8 @@ def run_pipeline(config: RunConfig, run_dir: Path, console=None) -> dict:
 def export_stage(config, run, model: str) -> dict:
     from training.export import export_model
 
-    result = export_model(run.path, run.stage("export") / "onnx")
+    # runs/NAME/onnx is where `python -m serving` looks for a run's export (and reuses it).
+    result = export_model(run.path, run.path / "onnx")
     return {"onnx": str(result.out_dir), "serve": str(result.serve_dir)}
 
 

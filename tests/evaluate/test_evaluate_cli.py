@@ -1,4 +1,4 @@
-"""`python -m training.evaluate` and `python -m training.run` as a user runs them."""
+"""`python -m training.evaluate` as a user runs it (the main job `training.run` is tested in tests/training)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 
 from training.evaluate.__main__ import main as evaluate_main
 from training.evaluate.runner import BENCHMARKS, SAMPLES
-from training.run import main as run_main
 
 
 def test_help_lists_every_benchmark():
@@ -68,15 +67,6 @@ def test_missing_data_file_exits_2_with_the_path(tmp_path, capsys):
     assert "nope.jsonl" in err and "pass --data" in err
 
 
-def test_main_job_evaluates_bundled_samples_into_a_run_directory(tmp_path, capsys):
-    assert run_main(["--benchmarks", "mmlu_medical", "--runs_dir", str(tmp_path)]) == 0
-    [run_dir] = list(tmp_path.iterdir())
-    report = json.loads((run_dir / "eval" / "report.json").read_text())
-    assert [(r["benchmark"], r["n"]) for r in report["results"]] == [("mmlu_medical", 30)]
-    assert (run_dir / "eval" / "chart.png").is_file() and (run_dir / "eval" / "mmlu_medical.predictions.jsonl").is_file()
-    assert "mmlu_medical" in capsys.readouterr().out
-
-
 def test_capability_scores_of_a_real_model_come_with_reasons(embedded_lm):
     from training.evaluate.capabilities import score_capabilities
     from training.records import load_records
@@ -86,14 +76,6 @@ def test_capability_scores_of_a_real_model_come_with_reasons(embedded_lm):
     assert {"knowledge", "reasoning", "instruction", "integration"} <= set(metrics)
     assert all(0.0 <= metrics[c] <= 1.0 for c in ("knowledge", "reasoning", "instruction", "integration"))
     assert all(v.completion and all(check.reason for check in v.checks.values()) for v in verdicts)
-
-
-@pytest.mark.slow
-def test_main_job_default_run_covers_every_sample(tmp_path):
-    assert run_main(["--runs_dir", str(tmp_path)]) == 0
-    [run_dir] = list(tmp_path.iterdir())
-    report = json.loads((run_dir / "eval" / "report.json").read_text())
-    assert len(report["results"]) == 6
 
 
 @pytest.mark.slow
