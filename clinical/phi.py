@@ -87,6 +87,24 @@ class PHIRedactingFilter(logging.Filter):
         return True
 
 
+# Loggers whose handlers see request text in a served deployment: the root, BentoML's and uvicorn's.
+SERVICE_LOGGERS = ("", "bentoml", "bentoml.access", "uvicorn", "uvicorn.access", "uvicorn.error")
+
+
+def install_log_redaction(logger_names=SERVICE_LOGGERS) -> int:
+    """Put one PHIRedactingFilter on every handler of these loggers; returns how many handlers got one.
+
+    Handler filters, not logger filters: a logger's filter does not run for records that reach its
+    handlers from child loggers, and handlers are where every line is written. Idempotent."""
+    redactor, added = PHIRedactingFilter(), 0
+    for name in logger_names:
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, PHIRedactingFilter) for f in handler.filters):
+                handler.addFilter(redactor)
+                added += 1
+    return added
+
+
 def age_in_years(birth: date, on: date) -> int:
     return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
 

@@ -139,6 +139,16 @@ def _encode(engine: OnnxEngine, messages: list[dict], max_tokens: int) -> list[i
     return ids
 
 
+# -- CDS Hooks discovery at the spec's exact path ----------------------------------------------------
+@app.get("/cds-services", include_in_schema=False)
+async def cds_discovery() -> dict:
+    """The mounted CDS Hooks app answers at /cds-services/; the bare path (what EHRs are given) would
+    otherwise get a 307 redirect, which some CDS clients do not follow."""
+    from clinical.cds_hooks import discovery_document
+
+    return discovery_document()
+
+
 # -- OpenAI-compatible --------------------------------------------------------------------------------
 @app.get("/v1/models", response_model=ModelList, responses=ERRORS)
 async def list_models(key_id: str = Depends(authorized)) -> ModelList:
@@ -301,6 +311,10 @@ class BalancedBio:
 
     def __init__(self) -> None:
         global _instance
+        from clinical.phi import install_log_redaction
+
+        # BentoML has configured the worker's log handlers by now; scrub PHI from every line they write.
+        install_log_redaction()
         self.settings = SETTINGS
         self.store = Store(SETTINGS.db_url, store_raw=SETTINGS.store_raw)
         self.keys = KeyRing(SETTINGS.api_keys)

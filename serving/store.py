@@ -163,16 +163,24 @@ class Store:
             return list(s.scalars(select(Feedback).where(Feedback.consult_id == consult_id)))
 
     def record_cds_feedback(self, item: dict) -> str:
-        """The `record_feedback` callback of the CDS Hooks app: one card's outcome, no consult id."""
-        override = item.get("overrideReason") or item.get("override_reason") or {}
-        reason = override.get("reason", {}).get("display") if isinstance(override, dict) else str(override)
-        if isinstance(override, dict) and override.get("userComment"):
-            reason = f"{reason or ''} {override['userComment']}".strip()
+        """The `record_feedback` callback of the CDS Hooks app: one card's outcome, no consult id.
+
+        Takes the app's record (snake_case, override reason as a code plus a comment) and, for
+        callers holding the spec's own feedback item, its camelCase shape with the reason as a Coding."""
+        override = item.get("overrideReason") or item.get("override_reason")
+        comment = item.get("override_comment")
+        if isinstance(override, dict):
+            comment = override.get("userComment") or comment
+            override = (override.get("reason") or {}).get("display") or (override.get("reason") or {}).get("code")
+        reason = " ".join(str(x) for x in (override, comment) if x) or None
+        details = {"outcome_timestamp": item.get("outcome_timestamp") or item.get("outcomeTimestamp"),
+                   "accepted_suggestions": item.get("accepted_suggestions") or
+                   [s.get("id") if isinstance(s, dict) else s for s in item.get("acceptedSuggestions") or []]}
         return self.add_feedback(
             consult_id=None, outcome=str(item.get("outcome", "unknown"))[:32], reason=reason, source="cds-hooks",
             card_uuid=str(item.get("card") or item.get("card_uuid") or "")[:64] or None,
             service_id=str(item.get("service_id") or item.get("serviceId") or "")[:128] or None,
-            details={k: v for k, v in item.items() if k in ("outcomeTimestamp", "acceptedSuggestions")},
+            details={k: v for k, v in details.items() if v},
         )
 
     def ping(self) -> bool:

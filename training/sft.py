@@ -32,7 +32,8 @@ def train_sft(config, run, base: str, train: Sequence[CapabilityRecord], callbac
                      max_steps=config.sft_steps, per_device_train_batch_size=config.sft_batch_size,
                      learning_rate=config.sft_learning_rate, max_length=config.max_length, logging_steps=1,
                      save_strategy="steps", save_steps=config.save_steps, save_total_limit=1,
-                     lr_scheduler_type="constant_with_warmup", warmup_steps=min(2, config.sft_steps))
+                     lr_scheduler_type="constant_with_warmup", warmup_steps=min(2, config.sft_steps),
+                     gradient_checkpointing=config.gradient_checkpointing)
     trainer = SFTTrainer(model=base, args=args, processing_class=tokenizer, peft_config=lora_config(config),
                          train_dataset=Dataset.from_list(sft_rows(train)), callbacks=list(callbacks))
     quiet(trainer).train(resume_from_checkpoint=run.last_checkpoint("sft"))

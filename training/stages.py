@@ -210,7 +210,7 @@ def grpo_trainer(config, run: RunDirectory, policy: str, reward_model: str | Non
                   num_generations=config.num_generations, max_completion_length=config.max_completion_length,
                   learning_rate=config.grpo_learning_rate, logging_steps=1, save_strategy="steps",
                   save_steps=config.save_steps, save_total_limit=1, shuffle_dataset=False,
-                  temperature=1.0, loss_type="dapo")
+                  temperature=1.0, loss_type="dapo", gradient_checkpointing=config.gradient_checkpointing)
     if capability_aware:
         args = CapabilityGRPOConfig(**common, weights=config.weights, orthogonality=config.orthogonality)
         cls = CapabilityGRPOTrainer

@@ -10,7 +10,7 @@ import pytest
 from clinical.cds_hooks import HookRequest, handle_hook
 from clinical.fhir import parse_patient
 from clinical.guardrails import check_input, check_output
-from clinical.phi import PHIRedactingFilter, find_phi, patient_phi_strings, scrub_text
+from clinical.phi import PHIRedactingFilter, find_phi, install_log_redaction, patient_phi_strings, scrub_text
 from tests_paths import SYNTHEA_FILES
 
 
@@ -56,3 +56,22 @@ def test_log_filter_scrubs_arguments():
     PHIRedactingFilter().filter(record)
     assert record.getMessage() == "patient phone [PHONE]"
     assert find_phi(record.getMessage()) == []
+
+
+def test_installed_redaction_scrubs_child_logger_lines_and_is_idempotent():
+    import io
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    parent = logging.getLogger("bb-test-parent")
+    parent.addHandler(handler)
+    parent.setLevel(logging.INFO)
+    try:
+        assert install_log_redaction(["bb-test-parent"]) == 1
+        assert install_log_redaction(["bb-test-parent"]) == 0  # a second install adds nothing
+        # A child logger's record reaches the parent's handler without passing the parent's own filters.
+        logging.getLogger("bb-test-parent.child").info("callback number %s", "555-866-2259")
+    finally:
+        parent.removeHandler(handler)
+    line = stream.getvalue()
+    assert "555-866-2259" not in line and "[PHONE]" in line

@@ -125,3 +125,40 @@ def test_chat_completion_id_takes_feedback(server):
     reply = post(server, "/v1/chat/completions", CHAT).json()
     fb = post(server, "/feedback", {"consult_id": reply["id"], "outcome": "accept"})
     assert fb.status_code == 200, fb.text
+
+
+def _order_sign(drafts: list[str]) -> dict:
+    meds = [{"resourceType": "MedicationRequest", "id": f"d{i}", "status": "draft", "intent": "order",
+             "subject": {"reference": "Patient/x"}, "medicationCodeableConcept": {"text": text}}
+            for i, text in enumerate(drafts)]
+    active = {**meds[0], "id": "m0", "status": "active", "medicationCodeableConcept": {"text": "Simvastatin 40 MG"}}
+    return {"hook": "order-sign", "hookInstance": "e2e-1",
+            "context": {"userId": "Practitioner/1", "patientId": "x",
+                        "draftOrders": {"resourceType": "Bundle", "type": "collection",
+                                        "entry": [{"resource": m} for m in meds]}},
+            "prefetch": {"patient": {"resourceType": "Patient", "id": "x", "gender": "male", "birthDate": "1960-01-01"},
+                         "medications": {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": active}]},
+                         "conditions": {"resourceType": "Bundle", "type": "searchset"},
+                         "allergies": {"resourceType": "Bundle", "type": "searchset"}}}
+
+
+def test_cds_hooks_discovery_service_and_feedback_are_stored(server):
+    from serving.store import Feedback, Store
+
+    discovery = httpx.get(server.url + "/cds-services", timeout=30)  # the spec's path, answered without a redirect
+    assert discovery.status_code == 200, discovery.text
+    assert "balancedbio-order-sign" in {s["id"] for s in discovery.json()["services"]}
+    response = httpx.post(server.url + "/cds-services/balancedbio-order-sign",
+                          json=_order_sign(["Clarithromycin 500 MG Oral Tablet"]), timeout=120)
+    assert response.status_code == 200, response.text
+    [card] = [c for c in response.json()["cards"] if c["indicator"] == "critical"]
+    feedback = {"feedback": [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-12-02T09:00:00Z",
+                              "overrideReason": {"reason": {"code": "will-monitor", "system": "https://example.org"},
+                                                 "userComment": "short course"}}]}
+    stored = httpx.post(server.url + "/cds-services/balancedbio-order-sign/feedback", json=feedback, timeout=30)
+    assert stored.status_code == 200, stored.text
+    store = Store(f"sqlite:///{server.data_dir / 'balancedbio.db'}")
+    with store._session() as s:
+        [row] = [f for f in s.query(Feedback).filter(Feedback.card_uuid == card["uuid"])]
+    assert (row.source, row.outcome, row.reason) == ("cds-hooks", "overridden", "will-monitor short course")
+    assert row.details == {"outcome_timestamp": "2026-12-02T09:00:00Z"}

@@ -52,15 +52,34 @@ def test_feedback_links_to_its_consult_and_survives_reopening(db):
     assert (fb.outcome, fb.correct, fb.edited_answer, fb.edited_answer_sha256) == ("edit", False, None, sha256_text("B."))
 
 
-def test_cds_hooks_feedback_is_recorded(db):
+CDS_FEEDBACK = [
+    # name, item as sent, (outcome, reason, details)
+    ("spec-shape-override", {"card": "card-1", "outcome": "overridden", "serviceId": "bb-order-check",
+                             "overrideReason": {"reason": {"code": "declined", "display": "patient declined"},
+                                                "userComment": "discussed"},
+                             "outcomeTimestamp": "2026-12-02T10:00:00Z"},
+     ("overridden", "patient declined discussed", {"outcome_timestamp": "2026-12-02T10:00:00Z"})),
+    # What serving.cds_hooks_app hands over: snake_case, the reason as its code.
+    ("app-shape-override", {"card": "card-2", "outcome": "overridden", "service_id": "bb-order-check",
+                            "override_reason": "alt-therapy", "override_comment": "switched to paracetamol",
+                            "accepted_suggestions": [], "outcome_timestamp": "2026-12-02T11:00:00Z"},
+     ("overridden", "alt-therapy switched to paracetamol", {"outcome_timestamp": "2026-12-02T11:00:00Z"})),
+    ("app-shape-accepted", {"card": "card-3", "outcome": "accepted", "service_id": "bb-order-check",
+                            "override_reason": None, "override_comment": None,
+                            "accepted_suggestions": ["sugg-1"], "outcome_timestamp": "2026-12-02T12:00:00Z"},
+     ("accepted", None, {"outcome_timestamp": "2026-12-02T12:00:00Z", "accepted_suggestions": ["sugg-1"]})),
+]
+
+
+@pytest.mark.parametrize("item, expected", [c[1:] for c in CDS_FEEDBACK], ids=[c[0] for c in CDS_FEEDBACK])
+def test_cds_hooks_feedback_is_recorded(db, item, expected):
     store = Store(db)
-    fid = store.record_cds_feedback({"card": "card-1", "outcome": "overridden", "service_id": "bb-order-check",
-                                     "overrideReason": {"reason": {"display": "patient declined"}}})
+    fid = store.record_cds_feedback(item)
     with store._session() as s:
         from serving.store import Feedback
         row = s.get(Feedback, fid)
-    assert (row.source, row.card_uuid, row.outcome, row.reason) == ("cds-hooks", "card-1", "overridden",
-                                                                     "patient declined")
+    assert (row.source, row.card_uuid, row.service_id) == ("cds-hooks", item["card"], "bb-order-check")
+    assert (row.outcome, row.reason, row.details) == expected
 
 
 def test_other_schema_version_is_refused(db):

@@ -1,0 +1,140 @@
+"""GRPO step cost: capability-aware GRPO vs plain TRL GRPO on the same batch, and rollout speed.
+
+    python bench/grpo_step.py [--steps 3] [--data MKGSG_DIR] [--model smollm2-135m] [--no_lora]
+                              [--gradient_checkpointing]
+
+Both trainers are built by `training.stages.grpo_trainer` from the default run's settings (LoRA,
+4 prompts x 4 completions of up to 48 tokens, the reward model's component scored by a
+sequence-classification head on the policy's weights), on the same records and seed, one after
+the other in this process. Each step is split into its phases by timing the trainer's own
+methods: rollout generation, reward scoring, and the optimisation (`training_step`). Ratios are
+capability-aware over plain, medians over the steps after the first (warm-up); the machine is
+shared, so compare the ratios rather than the seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+PHASES = {"generate": "_generate_single_turn", "rewards": "_calculate_rewards", "optimise": "training_step"}
+
+
+class StepClock:
+    """Wall time per optimizer step and per phase, through wrappers on the trainer's methods."""
+
+    def __init__(self, trainer):
+        from transformers import TrainerCallback
+
+        self.steps: list[dict] = []
+        self.current: dict = defaultdict(float)
+        self.tokens = 0
+        for phase, method in PHASES.items():
+            setattr(trainer, method, self._timed(phase, getattr(trainer, method)))
+        clock = self
+
+        class Boundaries(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kwargs):
+                clock.current = defaultdict(float, started=time.perf_counter())
+
+            def on_step_end(self, args, state, control, **kwargs):
+                clock.current["step"] = time.perf_counter() - clock.current.pop("started")
+                clock.steps.append(dict(clock.current))
+
+        trainer.add_callback(Boundaries())
+
+    def _timed(self, phase, fn):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            self.current[phase] += time.perf_counter() - start
+            if phase == "generate":
+                completion_ids = out[0]  # (completion_ids, logprobs) in TRL 1.x
+                self.current["tokens"] += sum(len(c) for c in completion_ids)
+            return out
+        return wrapper
+
+    def median(self, key: str) -> float:
+        values = [s.get(key, 0.0) for s in self.steps[1:]] or [s.get(key, 0.0) for s in self.steps]
+        return statistics.median(values)
+
+
+def measure(config, run, policy: str, reward_model: str, data: str, capability_aware: bool, steps: int) -> StepClock:
+    from training.stages import grpo_trainer
+
+    trainer = grpo_trainer(config, run, policy, reward_model, data, "plain" if not capability_aware else "capability",
+                           capability_aware, max_steps=steps)
+    trainer.args.save_strategy = "no"
+    clock = StepClock(trainer)
+    trainer.train()
+    return clock
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=3, help="optimizer steps per trainer (the first is warm-up)")
+    parser.add_argument("--data", help="an MKGSG output folder (default: generate 120 records here)")
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--no_lora", action="store_true", help="train every weight instead of LoRA adapters")
+    parser.add_argument("--gradient_checkpointing", action="store_true", help="TRL's default; off in the default run")
+    parser.add_argument("--out", help="write the figures as JSON here")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from training.config import RunConfig
+    from training.models import resolve_model
+    from training.stages import RunDirectory, quiet  # noqa: F401  (quiet: trainers are built quiet)
+
+    config = RunConfig(model=args.model, lora=not args.no_lora, gradient_checkpointing=args.gradient_checkpointing)
+    policy = resolve_model(args.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = RunDirectory(Path(tmp))
+        data = args.data
+        if data is None:
+            from training.mkgsg.__main__ import main as mkgsg_main
+
+            data = str(Path(tmp) / "data")
+            if mkgsg_main(["--n", "120", "--seed", "0", "--out", data]):
+                return 1
+        results = {}
+        for name, aware in (("plain", False), ("capability", True)):
+            torch.manual_seed(0)
+            results[name] = measure(config, run, policy, policy, data, aware, args.steps)
+
+    plain, aware = results["plain"], results["capability"]
+    rows = []
+    print(f"\nGRPO step on {config.grpo_prompts_per_step} prompts x {config.num_generations} completions "
+          f"(<= {config.max_completion_length} tokens), LoRA={config.lora}, "
+          f"gradient checkpointing={config.gradient_checkpointing}, torch threads {torch.get_num_threads()}, "
+          f"median of steps 2..{args.steps}\n")
+    print(f"| phase | plain TRL GRPO (s) | capability-aware (s) | ratio |\n|---|---:|---:|---:|")
+    for key in ("step", "generate", "rewards", "optimise"):
+        p, a = plain.median(key), aware.median(key)
+        rows.append({"phase": key, "plain_s": round(p, 2), "capability_s": round(a, 2), "ratio": round(a / p, 2)})
+        print(f"| {key} | {p:.2f} | {a:.2f} | {a / p:.2f} |")
+    rollout = {name: clock.median("tokens") / clock.median("generate") for name, clock in results.items()}
+    share = plain.median("generate") / plain.median("step")
+    print(f"\nrollout: {rollout['plain']:.0f} completion tokens/s (plain), {rollout['capability']:.0f} (capability-aware); "
+          f"generation is {share:.0%} of a plain step")
+    ratio = aware.median("step") / plain.median("step")
+    print(f"capability-aware step / plain step = {ratio:.2f} (target <= 1.3)")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"rows": rows, "rollout_tokens_per_s": rollout, "step_ratio": ratio,
+                                              "steps": {k: v.steps for k, v in results.items()}}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
