@@ -1,12 +1,12 @@
 # Two commands for a fresh machine (see README):
-#   make run   - set up, then run the main job (python -m training.run)
+#   make run   - set up, then the main job: train if no run exists, export, serve (python -m serving)
 #   make test  - set up, then run the default test suite
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml Makefile | cksum | cut -d' ' -f1)
 
-.PHONY: setup run test test-slow baseline clean
+.PHONY: setup run train serve test test-slow baseline clean
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,13 @@ $(STAMP):
 setup: $(STAMP)
 
 run: setup
+	$(BIN)/python -m serving --train-if-missing $(ARGS)
+
+train: setup
 	$(BIN)/python -m training.run $(ARGS)
+
+serve: setup
+	$(BIN)/python -m serving $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest $(ARGS)

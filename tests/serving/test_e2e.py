@@ -162,3 +162,27 @@ def test_cds_hooks_discovery_service_and_feedback_are_stored(server):
         [row] = [f for f in s.query(Feedback).filter(Feedback.card_uuid == card["uuid"])]
     assert (row.source, row.outcome, row.reason) == ("cds-hooks", "overridden", "will-monitor short course")
     assert row.details == {"outcome_timestamp": "2026-12-02T09:00:00Z"}
+
+
+def test_synthea_bundle_consult_over_http_gives_the_right_card_and_no_identifiers(server):
+    import os
+    from pathlib import Path
+
+    from clinical.phi import patient_phi_strings
+
+    shared = Path(os.environ.get("BALANCEDBIO_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
+    path = shared / "fhir" / "synthea" / "Christopher_Abshire_028250cc-cfc0-4dee-a771-78fde1275fcb.json"
+    if not path.exists():
+        pytest.skip(f"{path} is not here")
+    bundle = json.loads(path.read_text())
+    # An emergency is answered by the guardrails without the model, so the card is deterministic.
+    response = post(server, "/consult", {"question": "Crushing chest pain radiating to the left arm with sweating "
+                                                     "for 20 minutes: what now?", "patient": bundle, "max_tokens": 8})
+    assert response.status_code == 200, response.text
+    consult = response.json()
+    [card] = [c for c in consult["cards"] if c["summary"].startswith("Possible emergency")]
+    assert card["indicator"] == "critical"
+    assert "simvastatin" in consult["patient_summary"].lower()  # the active medications reached the context
+    patient = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    leaked = [s for s in patient_phi_strings(patient) if s in response.text or s in server.log()]
+    assert not leaked, leaked
