@@ -32,8 +32,10 @@ def _line_plot(series: dict, title: str, ylabel: str, path: Path) -> Path | None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # optimizer steps are whole numbers
     for name, points in sorted(series.items()):
         xs, ys = zip(*points)
         ax.plot(xs, ys, marker="o", markersize=3, label=name)

@@ -22,7 +22,9 @@ STAGES = ("data", "sft", "reward_model", "grpo", "eval", "export")
 
 
 def explicit_flags(argv: list[str]) -> set[str]:
-    return {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}
+    """Fields set on the command line; `--no_lora` sets `lora`, so a preset cannot undo it."""
+    names = {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}
+    return names | {n.removeprefix("no_") for n in names if n.startswith("no_")}
 
 
 def resolve_config(argv: list[str] | None) -> tuple[RunConfig, Path]:

@@ -100,3 +100,34 @@ def test_accelerate_launch_two_processes(resumed_run, tmp_path):
             if r["stage"] == "grpo" and "loss" in r]
     assert [r["step"] for r in rows] == [1, 2]
     assert (tmp_path / "ddp" / "eval" / "DONE.json").exists()
+
+
+def test_paper_preset_trains_a_qwen2_model_with_lora(resumed_run, tmp_path):
+    # The paper's preset on a 2-layer random Qwen2 (the 0.5B model's architecture) given by --model
+    # PATH, with the budget cut down by explicit flags, which win over the preset.
+    from transformers import AutoTokenizer
+
+    from training.models import random_model, resolve_model
+
+    run_dir, _, _ = resumed_run
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m"))
+    model = random_model("qwen2.5-0.5b", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tokenizer),
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    model.save_pretrained(tmp_path / "qwen2-tiny")
+    tokenizer.save_pretrained(tmp_path / "qwen2-tiny")
+    cmd = [sys.executable, "-m", "training.run", "--preset", "paper-0.5b", "--model", str(tmp_path / "qwen2-tiny"),
+           "--data", str(run_dir / "data"), "--sft_steps", "1", "--sft_batch_size", "2", "--rm_steps", "1",
+           "--rm_batch_size", "2", "--rm_pairs", "4", "--rm_eval_pairs", "4", "--grpo_steps", "1",
+           "--grpo_prompts_per_step", "4", "--num_generations", "2", "--max_completion_length", "8",
+           "--eval_per_capability", "1", "--eval_max_new_tokens", "8", "--eval_benchmarks", "medmcqa:2",
+           "--no_export", "--runs_dir", str(tmp_path / "runs"), "--name", "paper"]
+    result = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    paper = tmp_path / "runs" / "paper"
+    config = json.loads((paper / "config.json").read_text())
+    assert (config["preset"], config["lora"], config["gradient_checkpointing"]) == ("paper-0.5b", True, True)
+    assert json.loads((paper / "final" / "config.json").read_text())["model_type"] == "qwen2"
+    assert (paper / "sft" / "final" / "config.json").exists()  # LoRA merged: a plain model, not an adapter
+    assert not (paper / "final" / "adapter_config.json").exists()
+    assert (paper / "eval" / "DONE.json").exists()
