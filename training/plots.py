@@ -36,9 +36,15 @@ def _line_plot(series: dict, title: str, ylabel: str, path: Path) -> Path | None
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # optimizer steps are whole numbers
+    # One colour per quantity (tab20: a dozen components stay distinguishable); a "before X" series
+    # shares X's colour, dashed, so a projection reads as the step from dashed to solid.
+    palette, colours = plt.get_cmap("tab20"), {}
     for name, points in sorted(series.items()):
         xs, ys = zip(*points)
-        ax.plot(xs, ys, marker="o", markersize=3, label=name)
+        before = name.startswith("before ")
+        base = name.split(" ", 1)[1] if name.startswith(("before ", "after ")) else name
+        colour = colours.setdefault(base, palette(len(colours) % 20))
+        ax.plot(xs, ys, marker="o", markersize=3, label=name, color=colour, linestyle="--" if before else "-")
     ax.set(title=title, xlabel="step", ylabel=ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
