@@ -6,6 +6,7 @@ import signal
 import sqlite3
 
 import httpx
+import pytest
 
 
 def test_acknowledged_feedback_survives_kill_9(base_export, serve, tmp_path):
@@ -25,6 +26,9 @@ def test_acknowledged_feedback_survives_kill_9(base_export, serve, tmp_path):
         assert codes == [200, 200, 429]
     finally:
         server.kill(signal.SIGKILL)  # no shutdown hooks, no flush: only what was committed remains
+    # Nothing of the server lives on: an orphaned worker would still be answering on the port.
+    with pytest.raises(httpx.TransportError):
+        httpx.get(server.url + "/livez", timeout=5)
     with sqlite3.connect(server.data_dir / "balancedbio.db") as db:
         row = db.execute("SELECT consult_id, outcome, reason FROM feedback WHERE id = ?", (feedback_id,)).fetchone()
         assert row == (consult_id, "override", "outdated guidance")
