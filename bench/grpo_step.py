@@ -1,16 +1,15 @@
 """GRPO step cost: capability-aware GRPO vs plain TRL GRPO on the same batch, and rollout speed.
 
-    python bench/grpo_step.py [--steps 3] [--data MKGSG_DIR] [--model smollm2-135m] [--no_lora]
+    python bench/grpo_step.py [--rounds 3] [--data MKGSG_DIR] [--model smollm2-135m] [--no_lora]
                               [--gradient_checkpointing]
 
 Both trainers are built by `training.stages.grpo_trainer` from the default run's settings (LoRA,
 4 prompts x 4 completions of up to 48 tokens, the reward model's component scored by a
-sequence-classification head on the policy's weights), on the same records and seed, one after
-the other in this process. Each step is split into its phases by timing the trainer's own
-methods: rollout generation, reward scoring, and the rest (the update: forward, backward, PCGrad,
-optimizer). Ratios are
-capability-aware over plain, medians over the steps after the first (warm-up); the machine is
-shared, so compare the ratios rather than the seconds.
+sequence-classification head on the policy's weights) over the same records. Each round runs one
+optimizer step of each trainer on the same first batch, alternating which goes first, so the
+noise of this shared machine falls on both alike; round 0 is a warm-up. A step is split into its
+phases by timing the trainer's own methods: rollout generation, reward scoring, and the rest (the
+update: forward, backward, PCGrad, optimizer). Figures are medians over rounds; compare the ratios.
 """
 
 from __future__ import annotations
@@ -75,20 +74,20 @@ class StepClock:
         return statistics.median(values)
 
 
-def measure(config, run, policy: str, reward_model: str, data: str, capability_aware: bool, steps: int) -> StepClock:
+def build(config, run, policy: str, data: str, capability_aware: bool):
     from training.stages import grpo_trainer
 
-    trainer = grpo_trainer(config, run, policy, reward_model, data, "plain" if not capability_aware else "capability",
-                           capability_aware, max_steps=steps)
+    name = "capability" if capability_aware else "plain"
+    # The policy's own weights under a fresh score head stand in for the trained reward model:
+    # the cost of scoring is the same, and this benchmark measures cost only.
+    trainer = grpo_trainer(config, run, policy, policy, data, name, capability_aware, max_steps=1)
     trainer.args.save_strategy = "no"
-    clock = StepClock(trainer)
-    trainer.train()
-    return clock
+    return trainer, StepClock(trainer)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=3, help="optimizer steps per trainer (the first is warm-up)")
+    parser.add_argument("--rounds", type=int, default=3, help="measured rounds of one step per trainer (after a warm-up)")
     parser.add_argument("--data", help="an MKGSG output folder (default: generate 120 records here)")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--no_lora", action="store_true", help="train every weight instead of LoRA adapters")
@@ -113,17 +112,20 @@ def main(argv: list[str] | None = None) -> int:
             data = str(Path(tmp) / "data")
             if mkgsg_main(["--n", "120", "--seed", "0", "--out", data]):
                 return 1
-        results = {}
-        for name, aware in (("plain", False), ("capability", True)):
-            torch.manual_seed(0)
-            results[name] = measure(config, run, policy, policy, data, aware, args.steps)
+        results = {name: build(config, run, policy, data, aware) for name, aware in
+                   (("plain", False), ("capability", True))}
+        for round_ in range(args.rounds + 1):
+            for name in (("plain", "capability") if round_ % 2 == 0 else ("capability", "plain")):
+                torch.manual_seed(round_)  # both trainers sample their completions under the same seed
+                results[name][0].train()   # max_steps=1: one step on the dataset's first batch
+        results = {name: clock for name, (_, clock) in results.items()}
 
     plain, aware = results["plain"], results["capability"]
     rows = []
     print(f"\nGRPO step on {config.grpo_prompts_per_step} prompts x {config.num_generations} completions "
           f"(<= {config.max_completion_length} tokens), LoRA={config.lora}, "
           f"gradient checkpointing={config.gradient_checkpointing}, torch threads {torch.get_num_threads()}, "
-          f"median of steps 2..{args.steps}\n")
+          f"median of {args.rounds} rounds after a warm-up\n")
     print(f"| phase | plain TRL GRPO (s) | capability-aware (s) | ratio |\n|---|---:|---:|---:|")
     for key in ("step", "generate", "rewards", "update"):
         p, a = plain.median(key), aware.median(key)
