@@ -50,7 +50,7 @@ def run_ablation(config: RunConfig, run_dir: Path, docs: Path | None = Path("doc
         arms = {"base": (base, 0.0), "sft": (sft["model"], sft["wall_time_s"])}
         for arm, aware in (("grpo", False), ("capability_grpo", True)):
             out = stage(arm, stages.stage_grpo, config, run, sft["model"], rm["model"], data, progress, task(arm),
-                        stage=arm, capability_aware=aware)
+                        stage=arm, capability_aware=aware, run_model=False)
             arms[arm] = (out["model"], sft["wall_time_s"] + out["wall_time_s"])
         for arm, (model, train_time) in arms.items():
             scores = stage(f"eval_{arm}", stages.stage_evaluate, config, run, model, data, progress,

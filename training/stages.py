@@ -223,15 +223,16 @@ def grpo_trainer(config, run: RunDirectory, policy: str, reward_model: str | Non
 
 
 def stage_grpo(config, run: RunDirectory, policy: str, reward_model: str | None, data: str, progress, task,
-               stage: str = "grpo", capability_aware: bool = True) -> dict:
+               stage: str = "grpo", capability_aware: bool = True, run_model: bool = True) -> dict:
     trainer = grpo_trainer(config, run, policy, reward_model, data, stage, capability_aware,
                            callbacks=[StageCallback(run, stage, progress, task)])
     checkpoint = run.last_checkpoint(stage)
     if checkpoint and hasattr(trainer, "load_capability_state"):
         trainer.load_capability_state(checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
-    # The main stage's model is the run's model: `runs/NAME/final`, where export and serving look for it.
-    target = run.path / "final" if stage == "grpo" else run.stage(stage) / "final"
+    # The pipeline's model is the run's model: `runs/NAME/final`, where export and serving look for
+    # it. An ablation arm keeps its model in its own folder, so no arm is mistaken for a trained run.
+    target = run.path / "final" if run_model else run.stage(stage) / "final"
     return {"model": save_final(trainer, trainer.processing_class, target)}
 
 

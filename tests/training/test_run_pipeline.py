@@ -131,3 +131,25 @@ def test_paper_preset_trains_a_qwen2_model_with_lora(resumed_run, tmp_path):
     assert (paper / "sft" / "final" / "config.json").exists()  # LoRA merged: a plain model, not an adapter
     assert not (paper / "final" / "adapter_config.json").exists()
     assert (paper / "eval" / "DONE.json").exists()
+
+
+def test_ablation_trains_every_arm_and_writes_the_table(resumed_run, tmp_path):
+    from training.ablation import ARMS, run_ablation
+    from training.config import RunConfig, with_preset
+
+    run_dir, _, _ = resumed_run
+    config = with_preset(RunConfig(preset="tiny", ablation=True, data=str(run_dir / "data")), {"data"})
+    table = run_ablation(config, tmp_path / "ablation", docs=tmp_path / "docs")
+    assert (tmp_path / "docs" / "ablation.md").read_text() == table
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert set(ARMS) <= set(rows)
+    assert "## Verdict" in table and "plain GRPO" in table
+    # Both GRPO arms ran the same number of steps; PCGrad's cosines come from the capability-aware arm only.
+    metrics = [json.loads(line) for line in (tmp_path / "ablation" / "metrics.jsonl").read_text().splitlines()]
+    steps = {arm: [r["step"] for r in metrics if r["stage"] == arm and "loss" in r] for arm in ("grpo", "capability_grpo")}
+    assert steps["grpo"] == steps["capability_grpo"] == [1, 2]
+    assert not any(k.startswith("pcgrad/") for r in metrics if r["stage"] == "grpo" for k in r)
+    assert "before PCGrad" in table
+    # No arm is taken for the run's model (serving picks up runs/*/final).
+    assert not (tmp_path / "ablation" / "final").exists()
+    assert (tmp_path / "ablation" / "capability_grpo" / "final" / "config.json").exists()
