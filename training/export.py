@@ -1,17 +1,19 @@
-"""ONNX export of a trained run (or any model folder): fp32 with KV cache, optional int8, parity, card.
+"""ONNX export of a trained run (or any model folder): fp32 with KV cache, optional int8/int4, parity, card.
 
 The served artefact is a folder:
 
     OUT/fp32/            Optimum `text-generation-with-past` export (model.onnx + tokenizer + config)
     OUT/int8/            the same after ORTQuantizer dynamic int8 (model_quantized.onnx), with --int8
+    OUT/int4/            the fp32 graph with int4 weight-only MatMulNBits (model_int4.onnx), with --int4
     OUT/model_card.json  source run, evaluation scores, parity, file hashes, which variant to serve
     OUT/MODEL_CARD.md    the same for people
 
 Parity is measured with Optimum's `ORTModelForCausalLM` (the export itself, not our serving engine,
 whose own parity with PyTorch is a test of its own): fp32 must reproduce PyTorch's greedy tokens
-exactly; int8 cannot, so its token agreement and its change in capability scores are reported.
+exactly; a quantised variant cannot, so its token agreement and its change in capability scores are
+reported, and it is served only if no capability score drops by more than the tolerance.
 
-CLI: python -m training.export --run RUN_DIR_OR_MODEL [--int8] --out DIR
+CLI: python -m training.export --run RUN_DIR_OR_MODEL [--int8] [--int4] --out DIR
 """
 
 from __future__ import annotations
@@ -25,11 +27,17 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from training.models import EMBEDDED_MODELS, ModelUnavailableError, resolve_model
 
 CARD_JSON, CARD_MD = "model_card.json", "MODEL_CARD.md"
-FP32_FILE, INT8_FILE = "model.onnx", "model_quantized.onnx"
+FP32_FILE, INT8_FILE, INT4_FILE = "model.onnx", "model_quantized.onnx", "model_int4.onnx"
+VARIANT_FILES = {"fp32": FP32_FILE, "int8": INT8_FILE, "int4": INT4_FILE}
+# Quantised variants, fastest first: the first requested one within tolerance is served.
+QUANTIZED = ("int4", "int8")
+CAPABILITIES = ("knowledge", "reasoning", "instruction", "integration")
+INT4_ACCURACY_LEVEL = 4  # MatMulNBits: int8 activations in the dot products (see _quantize_int4)
 CAPABILITY_SAMPLE = Path(__file__).parent / "evaluate" / "samples" / "capabilities_fixture.jsonl"
 
 # Short clinical prompts for the greedy parity check: enough variety to exercise the KV cache over
@@ -49,7 +57,7 @@ PARITY_PROMPTS = [
 @dataclass
 class ExportResult:
     out_dir: Path
-    serve_variant: str  # "fp32" or "int8": what the serving engine loads from out_dir
+    serve_variant: str  # "fp32", "int8" or "int4": what the serving engine loads from out_dir
     card: dict = field(default_factory=dict)
 
     @property
@@ -123,9 +131,36 @@ def _quantize_int8(fp32_dir: Path, out: Path) -> None:
     preset = AutoQuantizationConfig.arm64 if arm else AutoQuantizationConfig.avx2
     qconfig = preset(is_static=False, per_channel=True)
     quantizer.quantize(save_dir=out, quantization_config=qconfig)
-    for item in fp32_dir.iterdir():  # tokenizer and configs beside the quantised graph
-        if item.is_file() and item.suffix != ".onnx" and not (out / item.name).exists():
+    _copy_companions(fp32_dir, out)
+
+
+def _copy_companions(fp32_dir: Path, out: Path) -> None:
+    """Tokenizer and configs beside a quantised graph; never the fp32 graph or its external weights
+    (model.onnx_data: 2 GB for a 0.5B model, which the self-contained quantised graph does not use)."""
+    for item in fp32_dir.iterdir():
+        if item.is_file() and item.suffix not in (".onnx", ".onnx_data") and not (out / item.name).exists():
             shutil.copy2(item, out / item.name)
+
+
+def _quantize_int4(fp32_dir: Path, out: Path, block_size: int = 32,
+                   accuracy_level: int = INT4_ACCURACY_LEVEL) -> None:
+    """Int4 weight-only (MatMulNBits): the lever against llama.cpp's 4-bit GGUF on a CPU.
+
+    Only MatMul weights are quantised (symmetric, one fp scale per `block_size` inputs, no zero
+    point); the graph's activations stay float. accuracy_level 4 lets the CPU kernel quantise
+    activations to int8 inside the dot products, as llama.cpp's Q4 kernels do (q8 activations);
+    0 would keep them fp32 there too."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    model = onnx.load(str(fp32_dir / FP32_FILE))  # external data (a >2 GB graph) is loaded with it
+    quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=block_size, is_symmetric=True,
+                                     accuracy_level=accuracy_level or None)
+    quantizer.process()
+    out.mkdir(parents=True, exist_ok=True)
+    # The int4 graph of these models is far below protobuf's 2 GB limit: one self-contained file.
+    quantizer.model.save_model_to_file(str(out / INT4_FILE), use_external_data_format=False)
+    _copy_companions(fp32_dir, out)
 
 
 def sha256(path: Path) -> str:
@@ -182,9 +217,10 @@ def _load_ort(directory: Path, file_name: str):
                                                provider="CPUExecutionProvider")
 
 
-def check_parity(model_dir: Path, fp32_dir: Path, int8_dir: Path | None, n_prompts: int = 8,
+def check_parity(model_dir: Path, fp32_dir: Path, quantized: dict[str, Path] | None = None, n_prompts: int = 8,
                  max_new_tokens: int = 32, capability_records: Path | None = CAPABILITY_SAMPLE,
                  capability_tokens: int = 96) -> dict:
+    """fp32 against PyTorch (must be identical); each `quantized` variant (name -> folder) is reported."""
     from training.models import load_model
 
     torch_model, tokenizer = load_model(str(model_dir))
@@ -195,29 +231,32 @@ def check_parity(model_dir: Path, fp32_dir: Path, int8_dir: Path | None, n_promp
     report: dict = {"max_new_tokens": max_new_tokens,
                     "fp32": _agreement(reference, _greedy_tokens(fp32, tokenizer, prompts, max_new_tokens))}
     report["fp32"]["passed"] = report["fp32"]["identical"] == len(prompts)
-    if int8_dir is None:
+    if not quantized:
         return report
-    int8 = _load_ort(int8_dir, INT8_FILE)
-    report["int8"] = _agreement(reference, _greedy_tokens(int8, tokenizer, prompts, max_new_tokens))
+    models = {"fp32": fp32}
+    for variant, directory in quantized.items():
+        models[variant] = _load_ort(directory, VARIANT_FILES[variant])
+        report[variant] = _agreement(reference, _greedy_tokens(models[variant], tokenizer, prompts, max_new_tokens))
     if capability_records and Path(capability_records).is_file():
-        report["capabilities"] = _capability_delta(fp32, int8, tokenizer, Path(capability_records), capability_tokens)
+        report["capabilities"] = _capability_delta(models, tokenizer, Path(capability_records), capability_tokens)
     return report
 
 
-def _capability_delta(fp32, int8, tokenizer, records_path: Path, max_new_tokens: int) -> dict:
-    """The four capability scores of fp32 and int8 on the same records, and int8 minus fp32."""
+def _capability_delta(models: dict, tokenizer, records_path: Path, max_new_tokens: int) -> dict:
+    """The four capability scores of every variant on the same records; `delta[variant]` is it minus fp32."""
     from training.evaluate.capabilities import score_capabilities
     from training.evaluate.lm import TorchLM
     from training.records import load_records
 
     records = load_records(records_path)
     scores = {}
-    for variant, model in (("fp32", fp32), ("int8", int8)):
+    for variant, model in models.items():
         # TorchLM only needs generate() and config from the model, which ORTModelForCausalLM provides.
         lm = TorchLM(model, tokenizer, name=f"onnx-{variant}", max_gen_batch=8, progress=False)
         metrics, _ = score_capabilities(lm, records, max_new_tokens=max_new_tokens)
         scores[variant] = {k: v for k, v in metrics.items() if isinstance(v, float) and not k.endswith("_n")}
-    delta = {k: scores["int8"].get(k, 0.0) - v for k, v in scores["fp32"].items()}
+    delta = {variant: {k: scores[variant].get(k, 0.0) - v for k, v in scores["fp32"].items()}
+             for variant in models if variant != "fp32"}
     return {"records": str(records_path), "n": len(records), "max_new_tokens": max_new_tokens, **scores,
             "delta": delta}
 
@@ -247,46 +286,62 @@ def write_card(out: Path, card: dict) -> None:
     if parity:
         lines += ["## Parity with PyTorch (greedy decoding)", "", "| variant | prompts | identical | mean prefix agreement |",
                   "|---|---|---|---|"]
-        for variant in ("fp32", "int8"):
+        for variant in VARIANT_FILES:
             if variant in parity:
                 p = parity[variant]
                 lines.append(f"| {variant} | {p['prompts']} | {p['identical']} | {p['mean_prefix_agreement']:.3f} |")
         caps = parity.get("capabilities")
         if caps:
+            quant = list(caps["delta"])
             lines += ["", f"## Capability scores ({caps['n']} records of `{Path(caps['records']).name}`, "
-                      f"{caps['max_new_tokens']} new tokens)", "", "| score | fp32 | int8 | change |", "|---|---|---|---|"]
+                      f"{caps['max_new_tokens']} new tokens)", "",
+                      "| score | fp32 | " + " | ".join(f"{v} | {v} change" for v in quant) + " |",
+                      "|---|---|" + "---|---|" * len(quant)]
             for key, value in caps["fp32"].items():
-                lines.append(f"| {key} | {value:.3f} | {caps['int8'].get(key, 0.0):.3f} | {caps['delta'][key]:+.3f} |")
+                lines.append(f"| {key} | {value:.3f} | " + " | ".join(
+                    f"{caps[v].get(key, 0.0):.3f} | {caps['delta'][v][key]:+.3f}" for v in quant) + " |")
     if card.get("run"):
         lines += ["", "## Training run", "", "```json", json.dumps(card["run"], indent=2, default=str)[:3000], "```"]
     lines += ["", "## Files (sha256)", ""] + [f"- `{k}` {v}" for k, v in card["files"].items()]
     (out / CARD_MD).write_text("\n".join(lines) + "\n")
 
 
-def choose_variant(int8: bool, report: dict, tolerance: float) -> tuple[str, str]:
-    """Serve int8 only if no capability score drops by more than `tolerance` against fp32."""
-    if not int8:
-        return "fp32", "int8 not requested"
+def choose_variant(requested: Sequence[str], report: dict, tolerance: float) -> tuple[str, str]:
+    """(variant, why): the fastest requested quantised variant (int4, then int8) whose capability
+    scores all stay within `tolerance` of fp32; fp32 when none does."""
+    candidates = [v for v in QUANTIZED if v in requested]
+    if not candidates:
+        return "fp32", "no quantised variant requested"
     caps = (report or {}).get("capabilities")
     if not caps:
-        return "int8", "int8 requested; no capability records to check it against"
-    drops = {k: -caps["delta"][k] for k in ("knowledge", "reasoning", "instruction", "integration") if k in caps["delta"]}
-    worst = max(drops.items(), key=lambda kv: kv[1], default=("none", 0.0))
-    if worst[1] > tolerance:
-        return "fp32", f"int8 drops {worst[0]} by {worst[1]:.3f} > tolerance {tolerance}: serving fp32"
-    return "int8", f"int8 within tolerance {tolerance} (largest drop {worst[1]:.3f}, {worst[0]})"
+        return candidates[0], f"{candidates[0]} requested; no capability records to check it against"
+    refused = []
+    for variant in candidates:
+        delta = caps["delta"].get(variant)
+        if delta is None:  # requested but never scored: unchecked is not within tolerance
+            refused.append(f"{variant} has no capability scores")
+            continue
+        drops = {k: -delta[k] for k in CAPABILITIES if k in delta}
+        worst = max(drops.items(), key=lambda kv: kv[1], default=("none", 0.0))
+        if worst[1] > tolerance:
+            refused.append(f"{variant} drops {worst[0]} by {worst[1]:.3f} > tolerance {tolerance}")
+            continue
+        return variant, "; ".join(refused + [f"{variant} within tolerance {tolerance} "
+                                             f"(largest drop {worst[1]:.3f}, {worst[0]})"])
+    return "fp32", "; ".join(refused) + ": serving fp32"
 
 
 def export_model(model_dir: str | Path, out_dir: str | Path, int8: bool = False, parity: bool = True,
                  n_prompts: int = 8, max_new_tokens: int = 32,
                  capability_records: str | Path | None = CAPABILITY_SAMPLE, int8_tolerance: float = 0.05,
-                 capability_tokens: int = 96) -> ExportResult:
+                 capability_tokens: int = 96, int4: bool = False, int4_block_size: int = 32) -> ExportResult:
     """Export `model_dir` (a run directory, a model folder or an embedded model name) to `out_dir`.
 
     Returns an `ExportResult` (usable as a path: `os.fspath(result)` is `out_dir`). Raises
-    `ParityError` when the fp32 export does not reproduce PyTorch's greedy tokens. With `int8`, the
-    int8 variant is written and served only if it keeps every capability score within
-    `int8_tolerance` of fp32 (the card says which was chosen and why)."""
+    `ParityError` when the fp32 export does not reproduce PyTorch's greedy tokens. With `int8` and/or
+    `int4`, those variants are written, and one is served only if it keeps every capability score
+    within `int8_tolerance` (the tolerance of every quantised variant) of fp32; the card says which
+    was chosen and why."""
     started = time.time()
     source = find_source(str(model_dir))
     out = Path(out_dir)
@@ -295,25 +350,31 @@ def export_model(model_dir: str | Path, out_dir: str | Path, int8: bool = False,
     if fp32_dir.exists():
         shutil.rmtree(fp32_dir)
     _onnx_export(source.model_dir, fp32_dir)
-    int8_dir = None
+    quantized = {}
+    for variant, wanted in (("int8", int8), ("int4", int4)):
+        if (out / variant).exists():  # a stale variant must not outlive a re-export without it
+            shutil.rmtree(out / variant)
+        if wanted:
+            quantized[variant] = out / variant
     if int8:
-        int8_dir = out / "int8"
-        if int8_dir.exists():
-            shutil.rmtree(int8_dir)
-        _quantize_int8(fp32_dir, int8_dir)
+        _quantize_int8(fp32_dir, quantized["int8"])
+    if int4:
+        _quantize_int4(fp32_dir, quantized["int4"], block_size=int4_block_size)
     report = {}
     if parity:
-        report = check_parity(source.model_dir, fp32_dir, int8_dir, n_prompts=n_prompts, max_new_tokens=max_new_tokens,
+        report = check_parity(source.model_dir, fp32_dir, quantized, n_prompts=n_prompts, max_new_tokens=max_new_tokens,
                               capability_records=Path(capability_records) if capability_records else None,
                               capability_tokens=capability_tokens)
-    serve, why = choose_variant(int8, report, int8_tolerance)
+    serve, why = choose_variant(list(quantized), report, int8_tolerance)
     version_name = source.run_dir.name if source.run_dir else source.model_dir.name
     card = {
         "model_version": f"{version_name}-{serve}",
         "aligned": source.aligned,
         "serve": serve,
         "serve_reason": why,
-        "variants": {"fp32": f"fp32/{FP32_FILE}", **({"int8": f"int8/{INT8_FILE}"} if int8 else {})},
+        "variants": {v: f"{v}/{VARIANT_FILES[v]}" for v in ("fp32", *quantized)},
+        **({"quantization": {"int4": {"op": "MatMulNBits", "bits": 4, "block_size": int4_block_size,
+                                       "symmetric": True, "accuracy_level": INT4_ACCURACY_LEVEL}}} if int4 else {}),
         "source": {"reference": source.reference, "model_dir": str(source.model_dir),
                    "run_dir": str(source.run_dir) if source.run_dir else None},
         "run": _run_metadata(source.run_dir),
@@ -339,20 +400,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", required=True, help="run directory (runs/NAME), model folder, or embedded model name")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--int8", action="store_true", help="also write a dynamic int8 variant and serve it")
-    parser.add_argument("--int8-tolerance", type=float, default=0.05,
-                        help="largest capability-score drop (0-1) at which int8 is still served")
+    parser.add_argument("--int8", action="store_true", help="also write a dynamic int8 variant (served if within tolerance)")
+    parser.add_argument("--int4", action="store_true",
+                        help="also write an int4 weight-only (MatMulNBits) variant; served before int8 if within tolerance")
+    parser.add_argument("--int4-block-size", type=int, default=32, choices=[16, 32, 64, 128],
+                        help="weights per int4 scale")
+    parser.add_argument("--tolerance", "--int8-tolerance", dest="tolerance", type=float, default=0.05,
+                        help="largest capability-score drop (0-1) at which a quantised variant is still served")
     parser.add_argument("--no-parity", action="store_true", help="skip the parity check (not recommended)")
     parser.add_argument("--prompts", type=int, default=8, help="number of parity prompts")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="greedy tokens compared per prompt")
     parser.add_argument("--capability-records", default=str(CAPABILITY_SAMPLE),
-                        help="capability JSONL for the int8 score change ('' to skip)")
+                        help="capability JSONL for the quantised variants' score change ('' to skip)")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         result = export_model(args.run, args.out, int8=args.int8, parity=not args.no_parity, n_prompts=args.prompts,
                               max_new_tokens=args.max_new_tokens, capability_records=args.capability_records or None,
-                              int8_tolerance=args.int8_tolerance)
+                              int8_tolerance=args.tolerance, int4=args.int4, int4_block_size=args.int4_block_size)
     except (ModelUnavailableError, ParityError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

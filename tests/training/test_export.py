@@ -1,4 +1,4 @@
-"""ONNX export of the embedded model: fp32 parity with PyTorch, int8 report, model card, source lookup."""
+"""ONNX export of the embedded model: fp32 parity with PyTorch, int8/int4 reports, model card, source lookup."""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ import time
 
 import pytest
 
-from training.export import (CARD_JSON, CARD_MD, choose_variant, export_model, find_source, main, newest_run,
-                             sha256)
+from training.export import (CARD_JSON, CARD_MD, _copy_companions, choose_variant, export_model, find_source, main,
+                             newest_run, sha256)
 from training.models import ModelUnavailableError
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
-    result = export_model("smollm2-135m", out, int8=True, n_prompts=2, max_new_tokens=8, capability_tokens=16)
+    result = export_model("smollm2-135m", out, int8=True, int4=True, n_prompts=2, max_new_tokens=8,
+                          capability_tokens=16)
     return result
 
 
@@ -25,19 +26,36 @@ def test_fp32_reproduces_pytorch_greedy_tokens(exported):
     assert fp32["passed"] and fp32["identical"] == fp32["prompts"] == 2
 
 
-def test_int8_agreement_and_capability_change_are_reported(exported):
+@pytest.mark.parametrize("variant", ["int8", "int4"])
+def test_quantised_agreement_and_capability_change_are_reported(exported, variant):
     parity = exported.card["parity"]
-    assert 0.0 <= parity["int8"]["identical_rate"] <= 1.0
-    assert 0.0 <= parity["int8"]["mean_prefix_agreement"] <= 1.0
+    assert 0.0 <= parity[variant]["identical_rate"] <= 1.0
+    assert 0.0 <= parity[variant]["mean_prefix_agreement"] <= 1.0
     caps = parity["capabilities"]
-    assert caps["n"] == 8 and set(caps["delta"]) == set(caps["fp32"])
-    assert exported.card["serve"] == choose_variant(True, parity, 0.05)[0]
+    assert caps["n"] == 8 and set(caps[variant]) == set(caps["fp32"])
+    assert caps["delta"][variant] == pytest.approx({k: caps[variant][k] - v for k, v in caps["fp32"].items()})
+    assert exported.card["serve"] == choose_variant(["int8", "int4"], parity, 0.05)[0]
+    assert f"| {variant} change |" in (exported.out_dir / CARD_MD).read_text()
+
+
+def test_int4_variant_is_weight_only_matmulnbits(exported):
+    import onnx
+
+    graph = onnx.load(str(exported.out_dir / "int4" / "model_int4.onnx")).graph
+    nbits = [n for n in graph.node if n.op_type == "MatMulNBits"]
+    assert nbits and not [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in
+                          {i.name for i in graph.initializer}]  # every weight MatMul became 4-bit
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in nbits[0].attribute}
+    assert attrs["bits"] == 4 and attrs["block_size"] == 32 and attrs["accuracy_level"] == 4
+    assert len(nbits[0].input) < 4 or not nbits[0].input[3]  # symmetric: no zero points
+    assert exported.card["quantization"]["int4"]["block_size"] == 32
 
 
 def test_card_names_source_and_hashes_every_file(exported):
     card = json.loads((exported.out_dir / CARD_JSON).read_text())
     assert card["aligned"] is False and card["source"]["reference"] == "smollm2-135m"
-    assert {"fp32/model.onnx", "int8/model_quantized.onnx", "fp32/tokenizer.json"} <= set(card["files"])
+    assert {"fp32/model.onnx", "int8/model_quantized.onnx", "int4/model_int4.onnx", "int4/tokenizer.json",
+            "fp32/tokenizer.json"} <= set(card["files"])
     assert card["files"]["fp32/tokenizer.json"] == sha256(exported.out_dir / "fp32" / "tokenizer.json")
     assert "Parity with PyTorch" in (exported.out_dir / CARD_MD).read_text()
     assert os.fspath(exported) == str(exported.out_dir)
@@ -49,18 +67,41 @@ def test_serving_engine_loads_the_export(exported):
     engine = OnnxEngine(exported.out_dir, threads=1)
     assert engine.name == exported.card["model_version"] and engine.aligned is False
     assert engine.directory.name == exported.card["serve"]
+    int4 = OnnxEngine(exported.out_dir / "int4", threads=1)  # whichever is served, int4 must run in the engine
+    prompt = int4.encode(int4.chat_prompt([{"role": "user", "content": "What does HbA1c measure?"}]))
+    tokens = int4.greedy_tokens(prompt, 4)
+    assert 1 <= len(tokens) <= 5 and all(0 <= t < len(int4.tokenizer) for t in tokens)
 
 
-@pytest.mark.parametrize("name,int8,delta,serve", [
-    ("fp32 asked", False, None, "fp32"),
-    ("int8, no capability records", True, None, "int8"),
-    ("int8 within tolerance", True, {"knowledge": -0.02, "integration": 0.1}, "int8"),
-    ("int8 loses knowledge", True, {"knowledge": -0.5, "integration": 0.0}, "fp32"),
+OK, LOSES = {"knowledge": -0.02, "integration": 0.1}, {"knowledge": -0.5, "integration": 0.0}
+
+
+@pytest.mark.parametrize("name,requested,delta,serve,reason", [
+    ("fp32 asked", [], None, "fp32", "no quantised variant"),
+    ("int8, no capability records", ["int8"], None, "int8", "no capability records"),
+    ("int8 within tolerance", ["int8"], {"int8": OK}, "int8", "int8 within tolerance"),
+    ("int8 loses knowledge", ["int8"], {"int8": LOSES}, "fp32", "int8 drops knowledge by 0.500"),
+    ("int4 preferred when both pass", ["int8", "int4"], {"int8": OK, "int4": OK}, "int4", "int4 within"),
+    ("int4 fails, int8 passes", ["int8", "int4"], {"int8": OK, "int4": LOSES}, "int8", "int4 drops knowledge"),
+    ("both fail", ["int8", "int4"], {"int8": LOSES, "int4": LOSES}, "fp32", "int8 drops knowledge"),
+    ("int4 unscored is not served", ["int4"], {"int8": OK}, "fp32", "int4 has no capability scores"),
+    ("a drop exactly at the tolerance passes", ["int4"], {"int4": {"reasoning": -0.05}}, "int4", "int4 within"),
 ])
-def test_int8_served_only_within_tolerance(name, int8, delta, serve):
+def test_quantised_variant_served_only_within_tolerance(name, requested, delta, serve, reason):
     report = {"capabilities": {"delta": delta}} if delta else {}
-    chosen, why = choose_variant(int8, report, tolerance=0.05)
-    assert chosen == serve and why
+    chosen, why = choose_variant(requested, report, tolerance=0.05)
+    assert chosen == serve and reason in why
+
+
+def test_quantised_folders_get_tokenizer_and_config_but_no_fp32_weights(tmp_path):
+    fp32, out = tmp_path / "fp32", tmp_path / "int4"
+    fp32.mkdir(), out.mkdir()
+    for name in ("model.onnx", "model.onnx_data", "tokenizer.json", "config.json"):
+        (fp32 / name).write_text(name)
+    (out / "config.json").write_text("the quantiser's own")
+    _copy_companions(fp32, out)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "tokenizer.json"]
+    assert (out / "config.json").read_text() == "the quantiser's own"
 
 
 def test_sources(tmp_path):

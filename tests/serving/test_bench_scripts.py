@@ -1,0 +1,82 @@
+"""The benchmark scripts' own logic (no timing asserted): load levels stay bounded and count errors;
+llama.cpp is skipped with a message saying why."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import threading
+import time
+import types
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def stub():
+    """A loopback stand-in for /v1/chat/completions: `stub.fail` answers 500, `stub.delay` sleeps first."""
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            time.sleep(server.delay)
+            body = json.dumps({"usage": {"completion_tokens": 3}}).encode()
+            self.send_response(500 if server.fail else 200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.fail, server.delay = False, 0.0
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("name,clients,budget,seconds,fail,delay,expect", [
+    ("budget reached", 4, 10, 30, False, 0.0, {"requests": 10, "ok": 10, "errors": 0, "hit_deadline": False}),
+    ("every error counted", 2, 6, 30, True, 0.0, {"requests": 6, "ok": 0, "errors": 6, "hit_deadline": False}),
+    ("wall time bounds a slow server", 2, 1000, 0.5, False, 0.2, {"errors": 0, "hit_deadline": True}),
+])
+def test_load_level_is_bounded_and_counts_errors(stub, name, clients, budget, seconds, fail, delay, expect):
+    load = _load("serving_load")
+    stub.fail, stub.delay = fail, delay
+    level = load.load_level(stub.url, clients, budget, seconds, max_tokens=4)
+    assert {k: level[k] for k in expect} == expect
+    assert level["requests"] <= budget and level["ok"] + level["errors"] == level["requests"]
+    assert level["tokens_per_s"] == pytest.approx(3 * level["requests_per_s"])
+    if level["ok"]:
+        assert level["p50_s"] <= level["p95_s"]
+    table = load.report(types.SimpleNamespace(threads=1, max_tokens=4), Path("m"),
+                        {"prompt_tokens": 9, "completion_tokens": 4, "repeats": 3, "engine_s": 1.0, "http_s": 1.05,
+                         "ratio": 1.05, "pair_ratio_median": 1.04}, [level])
+    assert "**1.050** | 1.040 |" in table and f"| {clients} | {level['requests']} | {level['errors']} |" in table
+
+
+@pytest.mark.parametrize("name,module,arch,message", [
+    ("llama_cpp not installed", None, "smollm2-135m", "pip install llama-cpp-python"),
+    ("no GGUF ships for the architecture", types.ModuleType("llama_cpp"), "qwen2.5-0.5b", "no GGUF ships"),
+])
+def test_llama_cpp_skipped_with_a_reason(monkeypatch, name, module, arch, message):
+    decode = _load("engine_decode")
+    monkeypatch.setitem(sys.modules, "llama_cpp", module)  # None makes `import llama_cpp` raise ImportError
+    run, why = decode.llama_cpp_backend("embedded", arch, [1, 2, 3], threads=1)
+    assert run is None and why.startswith("skipped llama.cpp") and message in why
