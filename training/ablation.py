@@ -80,8 +80,16 @@ def cosine_summary(metrics_path: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def _score(scores: dict, key: str) -> float | None:
-    return scores.get(key)
+def verdict(aware: float, plain: float, per_capability: int) -> str:
+    """The sentence the table ends with; a difference smaller than one test record is called noise."""
+    delta, record = aware - plain, 1 / max(per_capability, 1)
+    scores = f"({aware:.3f} vs {plain:.3f} mean capability score, difference {delta:+.3f})"
+    if abs(delta) < record:
+        return (f"No difference beyond noise between capability-aware and plain GRPO {scores}: with {per_capability} "
+                f"test records per capability one record moves a capability score by {record:.2f}, so this "
+                f"budget cannot tell them apart.")
+    return (f"Capability-aware GRPO {'beats' if delta > 0 else 'does not beat'} plain GRPO {scores}, by more "
+            f"than one test record ({record:.2f}).")
 
 
 def ablation_markdown(config: RunConfig, results: dict[str, dict], cosines: dict) -> str:
@@ -98,7 +106,9 @@ def ablation_markdown(config: RunConfig, results: dict[str, dict], cosines: dict
         f"{config.num_generations} completions of at most {config.max_completion_length} tokens, from the same SFT "
         f"model ({config.sft_steps} steps) and reward model ({config.rm_steps} steps). Capability scores: "
         f"{config.eval_per_capability} held-out MKGSG test records per capability; benchmark subsets: "
-        + ", ".join(f"{k} {v}" for k, v in limits.items()) + f"; {config.eval_max_new_tokens} new tokens.",
+        + ", ".join(f"{k} {v}" for k, v in limits.items()) + f"; {config.eval_max_new_tokens} new tokens. "
+        "Train time is wall-clock on the machine as it was: when other jobs share it, it measures them too "
+        "(bench/grpo_step.py compares the two GRPO steps on one batch).",
         "",
         "| arm | " + " | ".join(name for _, name in columns) + " | mean of 4 capabilities | train time (s) |",
         "|---|" + "---:|" * (len(columns) + 2),
@@ -114,12 +124,7 @@ def ablation_markdown(config: RunConfig, results: dict[str, dict], cosines: dict
         lines.append(f"| {arm} | " + " | ".join(cells) + f" | {means[arm]:.3f} | {results[arm]['train_time_s']:.0f} |")
     lines += ["", "## Verdict", ""]
     if "grpo" in means and "capability_grpo" in means:
-        delta = means["capability_grpo"] - means["grpo"]
-        n = config.eval_per_capability
-        verdict = ("beats" if delta > 0 else "does not beat") + " plain GRPO"
-        lines.append(f"Capability-aware GRPO {verdict} on the mean capability score ({means['capability_grpo']:.3f} vs "
-                     f"{means['grpo']:.3f}, difference {delta:+.3f}). With {n} test records per capability one record "
-                     f"moves a capability score by {1 / max(n, 1):.2f}, so differences below that are noise, not a result.")
+        lines.append(verdict(means["capability_grpo"], means["grpo"], config.eval_per_capability))
     if cosines:
         lines += ["", "## Gradient cosines between capabilities (capability-aware arm, mean over steps)", "",
                   "| pair | before PCGrad | min before | after PCGrad |", "|---|---:|---:|---:|"]
