@@ -188,8 +188,8 @@ def _select_rows(inputs: dict, rows: torch.Tensor) -> dict:
     TRL pads every prompt of the batch to the longest one, and the integration cases are three
     times longer than the rest, so most of a knowledge row is padding. Cutting the shared padding
     shifts each row's positions by the same constant, which rotary position embeddings do not see
-    (attention depends on position differences only), so the losses are unchanged and the
-    forward and backward passes of the short capabilities get much cheaper."""
+    (attention depends on position differences only; every model here, Llama and Qwen2, uses
+    them), so the losses are unchanged and the short capabilities' passes get much cheaper."""
     size = inputs["completion_ids"].shape[0]
     sub = {k: v.index_select(0, rows) if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == size else v
            for k, v in inputs.items()}
