@@ -67,18 +67,12 @@ class Server:
             cwd=REPO, env=env, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self) -> None:
-        # BentoML retries a failing service __init__ forever: only a deadline ends a broken start.
-        deadline = time.monotonic() + READY_DEADLINE_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"bentoml serve exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        raise RuntimeError(f"server not ready within {READY_DEADLINE_S} s:\n{self.log()}")
+        from serving.__main__ import wait_ready  # the main job's own readiness poll, with a deadline
+
+        try:
+            wait_ready(self.url, self.proc, READY_DEADLINE_S)
+        except SystemExit as e:
+            raise RuntimeError(f"{e}:\n{self.log()}") from None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-3000:]
