@@ -90,6 +90,39 @@ def wait_ready(url: str, proc: subprocess.Popen, deadline_s: float = 600) -> Non
     raise SystemExit(f"the server was not ready within {deadline_s:.0f} s")
 
 
+def stop_server(proc: subprocess.Popen, sig: int = signal.SIGTERM, wait_s: float = 30) -> None:
+    """Stop a `bentoml serve` started with start_new_session=True: its arbiter's process group and
+    every worker under it, escalating to SIGKILL after `wait_s`.
+
+    BentoML starts each worker in a session of its own, so the group alone misses them: after a
+    SIGKILL of the arbiter a worker would live on as an orphan, still answering on the socket."""
+    import psutil  # a dependency of BentoML
+
+    if proc.poll() is not None:
+        return
+    try:
+        workers = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        workers = []
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+    for worker in workers:
+        try:
+            worker.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
+    try:
+        proc.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    _, alive = psutil.wait_procs(workers, timeout=wait_s)
+    for worker in alive:
+        worker.kill()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -126,12 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_server(proc)
 
 
 if __name__ == "__main__":

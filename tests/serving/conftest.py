@@ -40,35 +40,10 @@ class Server:
         return self.log_path.read_text(errors="replace")[-4000:]
 
     def kill(self, sig: int = signal.SIGTERM) -> None:
-        """Signal the server by its PID: the BentoML arbiter's process group and every worker under it.
+        """Signal the server by its PID: the arbiter's process group and every BentoML worker under it."""
+        from serving.__main__ import stop_server
 
-        BentoML starts each worker in a session of its own, so the group alone misses them: after a
-        SIGKILL of the arbiter its worker would live on as an orphan, still holding the socket."""
-        import psutil  # a dependency of BentoML
-
-        if self.proc.poll() is not None:
-            return
-        try:
-            workers = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            workers = []
-        try:
-            os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        for worker in workers:
-            try:
-                worker.send_signal(sig)
-            except psutil.NoSuchProcess:
-                pass
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        _, alive = psutil.wait_procs(workers, timeout=30)
-        for worker in alive:
-            worker.kill()
+        stop_server(self.proc, sig)
 
 
 def free_port() -> int:
