@@ -2,6 +2,7 @@
 
 import csv
 import re
+import os
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from clinical.knowledge.interactions import DATA_DIR
 
 # ../shared/data/ddi next to the project, where the upstream snapshot was taken from (SOURCE.txt).
-UPSTREAM = Path(__file__).resolve().parents[3] / "shared" / "data" / "ddi"
+UPSTREAM = Path(os.environ.get("BALANCEDBIO_DATA") or Path(__file__).resolve().parents[4] / "shared" / "data") / "ddi"
 DRUGBANK_ID = re.compile(r"^DB\d{5}$")
 
 FILES = {

@@ -25,8 +25,8 @@ from training.evaluate.ifeval import (
     score_response,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-IFEVAL_FILE = REPO.parent / "shared" / "data" / "benchmarks" / "ifeval_input_data.jsonl"
+REPO = Path(__file__).resolve().parents[3]
+IFEVAL_FILE = Path(os.environ.get("BALANCEDBIO_DATA") or REPO.parent / "shared" / "data") / "benchmarks" / "ifeval_input_data.jsonl"
 
 
 # The punkt model some IFEval checkers need goes to a private cache, not ~/.cache.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
 from training.records import ConstraintSpec
 from training.rewards.constraints import CONSTRAINTS, check_constraint, check_constraints, validate_constraint_spec
 
-IFEVAL_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "benchmarks" / "ifeval_input_data.jsonl"
+IFEVAL_FILE = Path(os.environ.get("BALANCEDBIO_DATA") or Path(__file__).resolve().parents[4] / "shared" / "data") / "benchmarks" / "ifeval_input_data.jsonl"
 
 
 # The punkt model some IFEval checkers need goes to a private cache, not ~/.cache.

@@ -12,7 +12,7 @@ from clinical.knowledge import KnowledgeBase, KnowledgeError, KnowledgeSourceErr
 from clinical.knowledge import loading
 from clinical.knowledge.loading import LazySource
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 _FRESH_PROCESS = """
 import sys
