@@ -2,12 +2,13 @@
 
     python -m serving [--port 3000] [--host 127.0.0.1] [--int8] [--train-if-missing] [--smoke]
 
-Model choice, first match wins:
-  1. BALANCEDBIO_MODEL (an export folder);
-  2. the newest trained run `runs/NAME/final/`: its export `runs/NAME/onnx/` is reused when newer
-     than the weights, else made now (training.run makes it as its last stage);
-  3. with --train-if-missing and no run: `python -m training.run` (the default training), then 2;
-  4. the embedded base model, exported once into the cache and flagged `aligned: false`.
+The model is resolved once, here, by serving.config.resolve_model (first match wins:
+BALANCEDBIO_MODEL; the aligned adapter shipped in models/; the newest trained run; with
+--train-if-missing, the default training; the embedded base model), and passed to `bentoml serve`
+as BALANCEDBIO_MODEL, which the server takes as it is.
+
+SIGTERM and SIGINT (what systemd, `docker stop` and Ctrl-C send) are forwarded to `bentoml serve`
+and every worker under it; the job waits until all of them have exited, then exits 0.
 
 Without BALANCEDBIO_API_KEYS/_FILE a key is generated, its SHA-256 appended to DATA_DIR/api_keys
 and the key printed once. --smoke starts the server, checks it answers, prints the URLs and stops.
@@ -27,39 +28,34 @@ from pathlib import Path
 import httpx
 
 from serving.auth import digest
-from serving.config import Settings, ensure_base_export
+from serving.config import ServedModel, Settings, resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _export_of(run: Path, int8: bool) -> Path:
-    from training.export import export_model
+class Stop(Exception):
+    """SIGTERM or SIGINT reached the main job: stop the server with the same signal, then exit."""
 
-    out = run / "onnx"
-    card = out / "model_card.json"
-    weights = run / "final" / "config.json"
-    if card.is_file() and card.stat().st_mtime >= weights.stat().st_mtime:
-        print(f"reusing the export of {run}: {out}")
-        return out
-    print(f"exporting {run} to {out} (parity check included) ...")
-    export_model(run, out, int8=int8)
-    return out
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
-def choose_model(int8: bool, train_if_missing: bool, runs_dir: Path = Path("runs")) -> Path:
-    from training.export import newest_run
+def _raise_stop(signum: int, _frame) -> None:
+    raise Stop(signum)
 
-    if os.environ.get("BALANCEDBIO_MODEL"):
-        return Path(os.environ["BALANCEDBIO_MODEL"])
-    run = newest_run(runs_dir)
-    if run is None and train_if_missing:
-        print("no trained run under runs/: running the default training (python -m training.run) ...")
-        subprocess.run([sys.executable, "-m", "training.run"], cwd=REPO, check=True)
-        run = newest_run(runs_dir)
-    if run is not None:
-        return _export_of(run, int8)
-    print("no trained run under runs/: serving the embedded base model, flagged aligned=false")
-    return ensure_base_export()
+
+def default_training() -> None:
+    print("no aligned model shipped and no trained run under runs/: running the default training "
+          "(python -m training.run) ...", flush=True)
+    subprocess.run([sys.executable, "-m", "training.run"], cwd=REPO, check=True)
+
+
+def choose_model(int8: bool, train_if_missing: bool, runs_dir: Path = Path("runs")) -> ServedModel:
+    served = resolve_model(Settings.from_env(), runs_dir, int8=int8,
+                           train=default_training if train_if_missing else None)
+    print(f"model: {served.directory} ({served.why})", flush=True)
+    return served
 
 
 def ensure_key(data_dir: Path) -> str | None:
@@ -133,13 +129,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+    # From here on a stop request unwinds through `finally`, so no child outlives the job.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _raise_stop)
+    try:
+        return _serve(args)
+    except Stop as stop:
+        print(f"{stop}: stopped", flush=True)
+        return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    model = choose_model(args.int8, args.train_if_missing)
-    os.environ["BALANCEDBIO_MODEL"] = str(model.resolve())
+    model = choose_model(args.int8, args.train_if_missing).directory
+    os.environ["BALANCEDBIO_MODEL"] = str(model.resolve())  # the server takes it as it is: chosen once
     key = ensure_key(settings.data_dir)
     url = f"http://{args.host}:{args.port}"
     proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "--host", args.host, "--port", str(args.port)],
                             cwd=REPO, start_new_session=True)
+    stop_signal = signal.SIGTERM
     try:
         wait_ready(url, proc)
         headers = {"Authorization": f"Bearer {key}"} if key else None
@@ -156,10 +164,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.smoke:
             return 0
         return proc.wait()
-    except KeyboardInterrupt:
-        return 0
+    except Stop as stop:
+        stop_signal = stop.signum
+        raise
     finally:
-        stop_server(proc)
+        # Signals that arrive while we stop the server must not cut the wait short.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        print(f"stopping bentoml serve (pid {proc.pid}) and its workers ...", flush=True)
+        stop_server(proc, stop_signal)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Service settings from the environment, and where the served model comes from.
+"""Service settings from the environment, and where the served model comes from (`resolve_model`).
 
 Every knob is an environment variable so that `bentoml serve`, a container and the main job
 (`python -m serving`) configure the service the same way. Bad values fail at start-up with a
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 
 class SettingsError(ValueError):
@@ -37,7 +38,7 @@ def _flag(name: str) -> bool:
 class Settings:
     data_dir: Path
     db_url: str
-    model_dir: Path | None  # None: find one (see `find_model`)
+    model_dir: Path | None  # None: resolve one (see `resolve_model`)
     api_keys: tuple[str, ...] = field(repr=False, default=())  # raw or "sha256:<hex>" entries
     max_body_bytes: int = 1_000_000
     max_tokens_limit: int = 512
@@ -82,10 +83,67 @@ def load_keys() -> list[str]:
     return keys
 
 
-def newest_export(runs_dir: Path = Path("runs")) -> Path | None:
-    """The newest exported training run: `runs/*/<export>/model_card.json` (training.run exports there)."""
-    cards = [c for c in runs_dir.glob("*/*/model_card.json")]
-    return max(cards, key=lambda c: c.stat().st_mtime).parent if cards else None
+@dataclass(frozen=True)
+class ServedModel:
+    """The model to serve, resolved once (by `resolve_model`) and handed to the server."""
+
+    directory: Path  # an export folder (model_card.json + the served variant)
+    why: str  # which rule chose it, for the log and the main job's banner
+
+
+def resolve_model(settings: Settings | None = None, runs_dir: Path = Path("runs"), models: Path | None = None,
+                  int8: bool = False, train: Callable[[], None] | None = None) -> ServedModel:
+    """The one rule that picks the served model; first match wins:
+
+      1. BALANCEDBIO_MODEL (`settings.model_dir`): an export folder, served as it is;
+      2. the aligned adapter shipped in models/ (serving.shipped): merged and exported once, cached;
+      3. the newest trained run `runs/NAME/final/`: its export `runs/NAME/onnx/`, made again only when
+         the weights are newer;
+      4. `train` (the main job's --train-if-missing runs the default training), then 3;
+      5. the embedded base model, exported once into the cache, flagged `aligned: false`.
+
+    The main job calls this and passes the result to `bentoml serve` as BALANCEDBIO_MODEL, so the
+    server takes rule 1 and never chooses again; a bare `bentoml serve` reaches the same answer."""
+    from serving.shipped import ensure_adapter_export, find_shipped_adapter
+
+    settings = settings or Settings.from_env()
+    if settings.model_dir is not None:
+        if not settings.model_dir.exists():
+            raise SettingsError(f"BALANCEDBIO_MODEL={settings.model_dir} does not exist; export a model with "
+                                "`python -m training.export --run RUN_OR_MODEL --out DIR`")
+        return ServedModel(settings.model_dir, "BALANCEDBIO_MODEL")
+    adapter = find_shipped_adapter(models)
+    if adapter is not None:
+        return ServedModel(ensure_adapter_export(adapter, int8=int8), f"the aligned adapter shipped in {adapter.directory}")
+    from training.export import newest_run
+
+    run = newest_run(runs_dir)
+    if run is None and train is not None:
+        train()
+        run = newest_run(runs_dir)
+    if run is not None:
+        return ServedModel(run_export(run, int8), f"the newest trained run {run}")
+    return ServedModel(ensure_base_export(), "no aligned model (none shipped in models/, no run): the base model, "
+                                             "not aligned")
+
+
+def run_export(run: Path, int8: bool = False) -> Path:
+    """A training run's export `run/onnx/`: reused when newer than its weights, else made now."""
+    from training.export import export_model
+
+    out = run / "onnx"
+    card = out / "model_card.json"
+    if card.is_file() and card.stat().st_mtime >= (run / "final" / "config.json").stat().st_mtime:
+        return out
+    print(f"exporting {run} to {out} (parity check included) ...", flush=True)
+    export_model(run, out, int8=int8)
+    return out
+
+
+def find_model(settings: Settings, runs_dir: Path = Path("runs")) -> tuple[Path, str]:
+    """(export folder, why) for the server: `resolve_model`, the same rule as the main job's."""
+    served = resolve_model(settings, runs_dir)
+    return served.directory, served.why
 
 
 def base_export_dir() -> Path:
@@ -93,22 +151,6 @@ def base_export_dir() -> Path:
     from training.models import cache_dir
 
     return cache_dir() / "onnx" / "smollm2-135m"
-
-
-def find_model(settings: Settings, runs_dir: Path = Path("runs")) -> tuple[Path | None, str]:
-    """(export folder or None, why). None means: export the base model into `base_export_dir()`."""
-    if settings.model_dir is not None:
-        if not settings.model_dir.exists():
-            raise SettingsError(f"BALANCEDBIO_MODEL={settings.model_dir} does not exist; export a model with "
-                                "`python -m training.export --run RUN_OR_MODEL --out DIR`")
-        return settings.model_dir, "BALANCEDBIO_MODEL"
-    run = newest_export(runs_dir)
-    if run is not None:
-        return run, "newest exported run"
-    base = base_export_dir()
-    if (base / "model_card.json").is_file():
-        return base, "exported base model (not aligned)"
-    return None, "no export found: exporting the base model"
 
 
 def ensure_base_export() -> Path:

@@ -10,6 +10,13 @@ two cores a wider batch costs little more per step than a single row).
 
 The engine also implements the evaluator's `LanguageModel` protocol (chat_prompt, generate,
 loglikelihood), so the served model is scored by the same code as its PyTorch source.
+
+Decoding honours the model's generation_config.json (its eos ids; a repetition control it states)
+and the project's repetition control (training/evaluate/decoding.py): transformers' own
+RepetitionPenaltyLogitsProcessor / NoRepeatNGramLogitsProcessor run on each row's logits as torch
+tensors, so greedy decoding here and in PyTorch's `generate()` pick the same tokens. Each row is
+processed over its own tokens (prompt + generated, no padding), so an answer never depends on
+which requests it was batched with.
 """
 
 from __future__ import annotations
@@ -21,11 +28,13 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import AsyncIterator, Callable, Iterator, Sequence
 
 import numpy as np
+
+from training.evaluate.decoding import DecodingConfig, eos_ids, explicit_from_env
 
 log = logging.getLogger("balancedbio.engine")
 
@@ -45,6 +54,9 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int | None = None
     stop: Sequence[str] = ()
+    # None: the engine's decoding settings (model generation config, then project defaults).
+    repetition_penalty: float | None = None
+    no_repeat_ngram_size: int | None = None
 
 
 @dataclass
@@ -65,6 +77,7 @@ class _Job:
     emitted: str = ""
     cancelled: bool = False
     eos: int | None = None  # the end-of-sequence token that finished the job, if one did
+    processors: object = None  # transformers LogitsProcessorList for this job's decoding settings
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -104,8 +117,8 @@ def _session(path: Path, threads: int | None, prefer_gpu: bool):
 
 class OnnxEngine:
     def __init__(self, model_dir: str | Path, threads: int | None = None, prefer_gpu: bool = True,
-                 max_batch: int = 8, batch_window_ms: float = 4.0):
-        from transformers import AutoTokenizer
+                 max_batch: int = 8, batch_window_ms: float = 4.0, decoding: DecodingConfig | None = None):
+        from transformers import AutoTokenizer, GenerationConfig
 
         self.directory, self.card = resolve_model_dir(model_dir)
         onnx_files = sorted(self.directory.glob("*.onnx"))
@@ -125,13 +138,32 @@ class OnnxEngine:
         self.kv_dtype = np.float16 if "float16" in inputs[self.past_names[0]].type else np.float32
         self.has_position_ids = "position_ids" in inputs
         self.present_names = ["present." + n[len("past_key_values."):] for n in self.past_names]
-        eos = config.get("eos_token_id", self.tokenizer.eos_token_id)
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        # The model's generation config, as transformers' generate() reads it: generation_config.json
+        # when the export carries one, else what the model config implies.
+        if (self.directory / "generation_config.json").is_file():
+            self.generation_config = GenerationConfig.from_pretrained(self.directory, local_files_only=True)
+        else:
+            from transformers import PretrainedConfig
+
+            self.generation_config = GenerationConfig.from_model_config(PretrainedConfig(**config))
+        self.eos_ids = eos_ids(self.generation_config, config.get("eos_token_id", self.tokenizer.eos_token_id))
+        # An explicit `decoding` wins over the model's generation config, which wins over the defaults.
+        self.decoding = DecodingConfig().for_model(self.generation_config,
+                                                   asdict(decoding) if decoding else explicit_from_env())
+        self._processors: dict[DecodingConfig, object] = {}
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._worker: threading.Thread | None = None
-        log.info("engine loaded %s on %s (%d threads)", self.name, self.provider,
-                 self.session.get_session_options().intra_op_num_threads)
+        log.info("engine loaded %s on %s (%d threads); eos %s; %s", self.name, self.provider,
+                 self.session.get_session_options().intra_op_num_threads, sorted(self.eos_ids), self.decoding.label())
+
+    def processors_for(self, params: SamplingParams):
+        """transformers' logits processors for a request: the engine's settings, updated by the request's."""
+        config = self.decoding.updated(repetition_penalty=params.repetition_penalty,
+                                       no_repeat_ngram_size=params.no_repeat_ngram_size)
+        if config not in self._processors:  # stateless, so one list per setting serves every request
+            self._processors[config] = config.logits_processors()
+        return self._processors[config]
 
     # -- prompts ------------------------------------------------------------------------------------
     def chat_prompt(self, messages: Sequence[dict]) -> str:
@@ -156,7 +188,21 @@ class OnnxEngine:
         outputs = self.session.run(["logits", *self.present_names], feed)
         return outputs[0][:, -1, :], outputs[1:]
 
+    def _process(self, logits: np.ndarray, jobs: list[_Job]) -> np.ndarray:
+        """Each row's logits through its job's processors, over that row's own tokens."""
+        if not any(job.processors for job in jobs):
+            return logits
+        import torch
+
+        logits = np.array(logits, dtype=np.float32)  # generate() processes float32 logits too
+        for row, job in enumerate(jobs):
+            if job.processors:
+                ids = torch.tensor([job.ids + job.tokens], dtype=torch.long)
+                logits[row] = job.processors(ids, torch.from_numpy(logits[row:row + 1]))[0].numpy()
+        return logits
+
     def _pick(self, logits: np.ndarray, jobs: list[_Job], rngs: list[np.random.Generator]) -> list[int]:
+        logits = self._process(logits, jobs)
         picked = []
         for row, job in enumerate(jobs):
             p = job.params
@@ -198,6 +244,9 @@ class OnnxEngine:
         return None
 
     def _run_batch(self, jobs: list[_Job]) -> None:
+        for job in jobs:
+            if job.processors is None:
+                job.processors = self.processors_for(job.params)
         width = max(len(j.ids) for j in jobs)
         ids = np.full((len(jobs), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(jobs), width), dtype=np.int64)
@@ -320,7 +369,8 @@ class OnnxEngine:
 
     # -- LanguageModel protocol ----------------------------------------------------------------------
     def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
-        """Greedy completions, batched `max_batch` at a time in the caller's thread."""
+        """Greedy completions (with the engine's decoding settings), batched `max_batch` at a time in the
+        caller's thread."""
         results: list[str] = [""] * len(prompts)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         for start in range(0, len(order), self.max_batch):
@@ -335,9 +385,11 @@ class OnnxEngine:
             self._run_batch(jobs)
         return results
 
-    def greedy_tokens(self, ids: Sequence[int], max_new_tokens: int) -> list[int]:
-        """Greedy token ids (eos included when reached): what the parity test compares with PyTorch."""
-        job = _Job(list(ids), SamplingParams(max_new_tokens=max_new_tokens), lambda kind, value: None)
+    def greedy_tokens(self, ids: Sequence[int], max_new_tokens: int, params: SamplingParams | None = None) -> list[int]:
+        """Greedy token ids (eos included when reached): what the parity test compares with PyTorch.
+        `params` may set the request's repetition control; its max_new_tokens is ignored."""
+        params = replace(params or SamplingParams(), max_new_tokens=max_new_tokens, temperature=0.0)
+        job = _Job(list(ids), params, lambda kind, value: None)
         self._run_batch([job])
         return job.tokens + ([job.eos] if job.eos is not None else [])
 

@@ -105,3 +105,29 @@ def serve():
     yield _serve
     for srv in started:
         srv.kill()
+
+
+@dataclass
+class Shipped:
+    models_dir: Path  # a models/ folder holding one tiny adapter
+    cache: Path  # the BALANCEDBIO_CACHE its merge and export were written to
+    base_dir: Path
+    adapter_dir: Path
+    export_dir: Path  # what serving.config.resolve_model chose for it
+
+
+@pytest.fixture(scope="session")
+def shipped(tmp_path_factory) -> Shipped:
+    """A tiny adapter shipped in a models/ folder, resolved (merged and exported) once into a cache of its own."""
+    from serving.config import Settings, resolve_model
+    from tiny_adapter import make_adapter, make_base
+
+    root = tmp_path_factory.mktemp("shipped")
+    base = make_base(root / "base")
+    adapter = make_adapter(root / "models", base)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("BALANCEDBIO_CACHE", str(root / "cache"))
+        env.delenv("BALANCEDBIO_MODEL", raising=False)
+        env.delenv("BALANCEDBIO_ADAPTER", raising=False)
+        served = resolve_model(Settings.from_env(), runs_dir=root / "no-runs", models=root / "models")
+    return Shipped(root / "models", root / "cache", base, adapter, served.directory)

@@ -1,14 +1,24 @@
-"""The ONNX Runtime engine against PyTorch: same greedy tokens, batched or not, streamed or not."""
+"""The ONNX Runtime engine against PyTorch: same greedy tokens, batched or not, streamed or not, with
+the same repetition control (transformers' processors) and the model's generation config."""
 
 from __future__ import annotations
 
 import pytest
 
 from serving.engine import GenerationOutput, OnnxEngine, PromptTooLong, SamplingParams
+from training.evaluate.decoding import DecodingConfig
 
 QUESTIONS = ["What is the first-line drug for type 2 diabetes?", "Name two symptoms of hypoglycaemia.",
              "Is warfarin safe with aspirin?"]
 NEW_TOKENS = 16
+LOOP_TOKENS = 64  # long enough for greedy decoding of a 135M model to repeat itself
+# (name, settings): greedy parity must hold for each, the repetition controls on and off.
+DECODINGS = [
+    ("off", DecodingConfig(repetition_penalty=1.0, no_repeat_ngram_size=0)),
+    ("penalty 1.3", DecodingConfig(repetition_penalty=1.3, no_repeat_ngram_size=0)),
+    ("no repeated 3-gram", DecodingConfig(repetition_penalty=1.0, no_repeat_ngram_size=3)),
+    ("both", DecodingConfig(repetition_penalty=1.2, no_repeat_ngram_size=4)),
+]
 
 
 @pytest.fixture(scope="module")
@@ -24,19 +34,30 @@ def prompts(engine):
 
 
 @pytest.fixture(scope="module")
-def torch_greedy(prompts):
-    import torch
-
+def torch_model():
     from training.models import load_model
 
-    model, tok = load_model("smollm2-135m")
+    return load_model("smollm2-135m")
+
+
+def _torch_greedy(torch_model, prompts, max_new_tokens: int, decoding: DecodingConfig) -> list[list[int]]:
+    """transformers' own generate(), one prompt at a time, eos from the model's generation config."""
+    import torch
+
+    model, tok = torch_model
     out = []
     with torch.inference_mode():
         for ids in prompts:
-            gen = model.generate(torch.tensor([ids]), max_new_tokens=NEW_TOKENS, do_sample=False, temperature=None,
-                                 top_p=None, top_k=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+            gen = model.generate(torch.tensor([ids]), max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
+                                 top_p=None, top_k=None, pad_token_id=tok.pad_token_id, **decoding.generate_kwargs())
             out.append(gen[0, len(ids):].tolist())
     return out
+
+
+@pytest.fixture(scope="module")
+def torch_greedy(torch_model, prompts, engine):
+    """PyTorch's greedy tokens under the engine's own (default) decoding settings."""
+    return _torch_greedy(torch_model, prompts, NEW_TOKENS, engine.decoding)
 
 
 def test_runs_on_cpu_here_and_flags_the_base_model(engine):
@@ -47,6 +68,49 @@ def test_runs_on_cpu_here_and_flags_the_base_model(engine):
 def test_greedy_tokens_match_pytorch(engine, prompts, torch_greedy):
     for ids, expected in zip(prompts, torch_greedy):
         assert engine.greedy_tokens(ids, NEW_TOKENS) == expected
+
+
+@pytest.mark.parametrize("name,decoding", DECODINGS, ids=[d[0] for d in DECODINGS])
+def test_greedy_parity_holds_under_each_repetition_setting(engine, torch_model, prompts, name, decoding):
+    expected = _torch_greedy(torch_model, prompts, LOOP_TOKENS, decoding)
+    params = SamplingParams(repetition_penalty=decoding.repetition_penalty,
+                            no_repeat_ngram_size=decoding.no_repeat_ngram_size)
+    assert [engine.greedy_tokens(ids, LOOP_TOKENS, params) for ids in prompts] == expected
+
+
+@pytest.mark.parametrize("name,decoding", DECODINGS[1:], ids=[d[0] for d in DECODINGS[1:]])
+def test_each_repetition_setting_changes_what_is_decoded(engine, prompts, name, decoding):
+    # Parity alone would pass if neither side applied the setting: it must also change some answer.
+    off = SamplingParams(repetition_penalty=1.0, no_repeat_ngram_size=0)
+    on = SamplingParams(repetition_penalty=decoding.repetition_penalty, no_repeat_ngram_size=decoding.no_repeat_ngram_size)
+    assert any(engine.greedy_tokens(ids, LOOP_TOKENS, off) != engine.greedy_tokens(ids, LOOP_TOKENS, on) for ids in prompts)
+
+
+def test_no_repeat_ngram_leaves_no_repeated_ngram(engine, prompts):
+    params = SamplingParams(repetition_penalty=1.0, no_repeat_ngram_size=3)
+    for ids in prompts:
+        sequence = ids + engine.greedy_tokens(ids, LOOP_TOKENS, params)
+        # The chat template repeats its own trigrams; no generated token may complete one already seen.
+        for end in range(len(ids), len(sequence)):
+            seen = {tuple(sequence[i:i + 3]) for i in range(end - 2)}
+            assert tuple(sequence[end - 2:end + 1]) not in seen, f"token {end - len(ids)} repeats a trigram"
+
+
+def test_eos_ids_come_from_the_generation_config(engine, base_export):
+    import json
+
+    from serving.engine import resolve_model_dir
+
+    directory, _ = resolve_model_dir(base_export)
+    stated = json.loads((directory / "generation_config.json").read_text())["eos_token_id"]
+    assert engine.eos_ids == set(stated if isinstance(stated, list) else [stated])
+
+
+def test_a_bad_decoding_setting_is_refused_with_its_range():
+    with pytest.raises(ValueError, match="no_repeat_ngram_size=-1 must be a whole number >= 0"):
+        DecodingConfig(no_repeat_ngram_size=-1)
+    with pytest.raises(ValueError, match="repetition_penalty=0 must be > 0"):
+        DecodingConfig(repetition_penalty=0)
 
 
 def test_a_padded_batch_decodes_as_each_prompt_alone(engine, prompts, torch_greedy):

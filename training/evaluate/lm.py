@@ -13,6 +13,8 @@ from typing import Protocol, Sequence
 
 from tqdm.auto import tqdm
 
+from training.evaluate.decoding import DecodingConfig, eos_ids, explicit_from_env
+
 
 class LanguageModel(Protocol):
     name: str
@@ -46,8 +48,12 @@ class TorchLM:
     """
 
     def __init__(self, model, tokenizer, name: str, max_batch_tokens: int = 4096, max_gen_batch: int = 32,
-                 progress: bool = True):
+                 progress: bool = True, decoding: DecodingConfig | None = None):
         self.model, self.tokenizer, self.name = model, tokenizer, name
+        # The served engine's repetition control (training/evaluate/decoding.py), so both decode alike;
+        # an explicit `decoding` wins over the model's generation_config.json, which wins over the defaults.
+        self.decoding = decoding or DecodingConfig().for_model(getattr(model, "generation_config", None),
+                                                               explicit_from_env())
         self.max_batch_tokens = max_batch_tokens
         # Decoding is bound by per-step overhead, not FLOPs, on a CPU: wide batches pay off there.
         self.max_gen_batch = max_gen_batch
@@ -159,7 +165,7 @@ class TorchLM:
         # Prompt tokens bound the prefill's memory; the row count bounds the decode batch.
         batches = self._batches(encoded, lambda e: len(e[1]), max_rows=self.max_gen_batch)
         bar = tqdm(total=len(prompts), desc=f"{self.name}: generate", disable=not self.progress, unit="prompt")
-        eos = self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id
+        eos = sorted(eos_ids(self.model.generation_config, self.tokenizer.eos_token_id))
         with torch.inference_mode():
             for batch in batches:
                 width = max(len(e[1]) for e in batch)
@@ -167,7 +173,7 @@ class TorchLM:
                 generated = self.model.generate(
                     input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
                     temperature=None, top_p=None, top_k=None,
-                    pad_token_id=self.tokenizer.pad_token_id, eos_token_id=eos,
+                    pad_token_id=self.tokenizer.pad_token_id, eos_token_id=eos, **self.decoding.generate_kwargs(),
                 )
                 for (index, _), row in zip(batch, generated[:, width:]):
                     outputs[index] = self.tokenizer.decode(row, skip_special_tokens=True).strip()
@@ -176,9 +182,11 @@ class TorchLM:
         return outputs
 
 
-def load_language_model(name_or_path: str, max_batch_tokens: int = 4096, progress: bool = True) -> LanguageModel:
+def load_language_model(name_or_path: str, max_batch_tokens: int = 4096, progress: bool = True,
+                        decoding: DecodingConfig | None = None) -> LanguageModel:
     """The evaluator's entry point: a model reference to a `LanguageModel`."""
     from training.models import load_model
 
     model, tokenizer = load_model(name_or_path)
-    return TorchLM(model, tokenizer, name=name_or_path, max_batch_tokens=max_batch_tokens, progress=progress)
+    return TorchLM(model, tokenizer, name=name_or_path, max_batch_tokens=max_batch_tokens, progress=progress,
+                   decoding=decoding)

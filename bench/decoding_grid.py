@@ -1,0 +1,197 @@
+"""Choose the decoding defaults by measurement: degeneration and capability scores over a grid of
+transformers' repetition controls, greedy, on validation prompts (never the test split).
+
+    python bench/decoding_grid.py --records runs/mkgsg/val.jsonl --out runs/decoding_grid
+    python bench/decoding_grid.py --records runs/mkgsg/val.jsonl --out runs/decoding_grid --score-only
+
+Two prompt sets per grid point:
+- the MKGSG capability records of the split given (their four capability scores, by the project's verifiers);
+- consult prompts built from the Synthea bundles exactly as /consult builds them (clinical.fhir's
+  patient summary under serving.consult's system prompt), with benign questions, so the guardrails
+  never escalate and the model is always called.
+
+Generations go to OUT/generations.jsonl as they are made (one line per prompt and grid point), so a
+killed run continues where it stopped; scoring reads that file. Degeneration is
+training.evaluate.degeneration's metric (a 4-gram repeated 3+ times; an echoed prompt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+GRID_PENALTY = (1.0, 1.1, 1.2, 1.3)
+GRID_NGRAM = (0, 3, 4)
+# Questions a clinician asks about the patient in front of them; none is an emergency, so the
+# input guardrails pass them to the model (an escalated consult never reaches it).
+CONSULT_QUESTIONS = (
+    "Summarise this patient's active problems and current medications in three sentences.",
+    "Which of this patient's conditions should be followed up at the next visit, and why?",
+)
+
+
+def consult_prompts(synthea_dir: Path, n: int = 20) -> list[dict]:
+    """`n` consult chats over the bundles, cycling the questions; patient identifiers never enter them."""
+    from serving.consult import prepare
+
+    bundles = sorted(synthea_dir.glob("*.json"))
+    if not bundles:
+        raise SystemExit(f"no Synthea bundles in {synthea_dir}; set BALANCEDBIO_DATA to the shared data folder")
+    out = []
+    for i in range(n):
+        bundle, question = bundles[i % len(bundles)], CONSULT_QUESTIONS[(i // len(bundles)) % len(CONSULT_QUESTIONS)]
+        c = prepare(question, json.loads(bundle.read_text()))
+        if c.escalation:
+            raise SystemExit(f"consult {i}: the guardrails escalate {question!r}; pick a benign question")
+        out.append({"id": f"consult-{i:02d}", "messages": c.messages()})
+    return out
+
+
+def grid(penalties=GRID_PENALTY, ngrams=GRID_NGRAM):
+    from training.evaluate.decoding import DecodingConfig
+
+    return [DecodingConfig(repetition_penalty=p, no_repeat_ngram_size=n) for p in penalties for n in ngrams]
+
+
+def generate(args) -> None:
+    from training.evaluate.lm import TorchLM
+    from training.models import load_model
+    from training.records import load_records
+
+    records = load_records(args.records)
+    consults = consult_prompts(Path(args.synthea), args.consults)
+    model, tokenizer = load_model(args.model)
+    out = Path(args.out) / "generations.jsonl"
+    done = set()
+    if out.is_file():
+        done = {(r["config"], r["id"]) for r in map(json.loads, out.read_text().splitlines())}
+    items = [("capability", r.id, [m.model_dump() for m in r.messages]) for r in records] + \
+            [("consult", c["id"], c["messages"]) for c in consults]
+    for config in grid():
+        todo = [it for it in items if (config.label(), it[1]) not in done]
+        if not todo:
+            continue
+        lm = TorchLM(model, tokenizer, name=args.model, max_gen_batch=args.batch, progress=False, decoding=config)
+        prompts = [lm.chat_prompt(messages) for _, _, messages in todo]
+        started = time.perf_counter()
+        completions = lm.generate(prompts, args.max_new_tokens)
+        seconds = time.perf_counter() - started
+        with open(out, "a") as f:
+            for (kind, id_, _), prompt, completion in zip(todo, prompts, completions):
+                f.write(json.dumps({"config": config.label(), "repetition_penalty": config.repetition_penalty,
+                                    "no_repeat_ngram_size": config.no_repeat_ngram_size, "kind": kind, "id": id_,
+                                    "prompt": prompt, "completion": completion}) + "\n")
+        print(f"{config.label()}: {len(todo)} prompts in {seconds:.0f} s", flush=True)
+
+
+def _wilson(k: int, n: int) -> tuple[float, float]:
+    from scipy.stats import binomtest
+
+    if n == 0:
+        return (float("nan"), float("nan"))
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return ci.low, ci.high
+
+
+def _mean_ci(values: list[float]) -> tuple[float, float]:
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    if len(set(values)) < 2:  # a constant sample: the bootstrap has nothing to resample
+        return (values[0], values[0]) if values else (float("nan"), float("nan"))
+    res = bootstrap((np.array(values),), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
+                    random_state=0)
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def score(args) -> dict:
+    from training.evaluate.capabilities import verify_record
+    from training.evaluate.degeneration import degeneration
+    from training.records import load_records
+
+    records = {r.id: r for r in load_records(args.records)}
+    rows = [json.loads(line) for line in (Path(args.out) / "generations.jsonl").read_text().splitlines()]
+    table = []
+    for config in grid():
+        mine = [r for r in rows if r["config"] == config.label()]
+        if not mine:
+            continue
+        entry = {"repetition_penalty": config.repetition_penalty, "no_repeat_ngram_size": config.no_repeat_ngram_size}
+        for kind in ("capability", "consult"):
+            group = [r for r in mine if r["kind"] == kind]
+            flags = [degeneration(r["completion"], prompt=r["prompt"]) for r in group]
+            loops = sum(bool(f.repeated_ngram) for f in flags)
+            echoes = sum(bool(f.echoes_prompt) for f in flags)
+            entry[kind] = {"n": len(group), "repeated_ngram": loops / max(len(group), 1),
+                           "repeated_ngram_ci": _wilson(loops, len(group)),
+                           "echoes_prompt": echoes / max(len(group), 1), "echoes_prompt_ci": _wilson(echoes, len(group)),
+                           "mean_words": sum(len(r["completion"].split()) for r in group) / max(len(group), 1)}
+        caps: dict[str, list[float]] = {}
+        for r in mine:
+            if r["kind"] == "capability":
+                verdict = verify_record(records[r["id"]], r["completion"])
+                caps.setdefault(verdict.capability, []).append(verdict.score)
+        entry["capabilities"] = {c: {"n": len(v), "score": sum(v) / len(v), "ci": _mean_ci(v)} for c, v in caps.items()}
+        entry["capability_mean"] = sum(e["score"] for e in entry["capabilities"].values()) / max(len(caps), 1)
+        table.append(entry)
+    result = {"records": str(args.records), "model": args.model, "max_new_tokens": args.max_new_tokens,
+              "greedy": True, "grid": table}
+    (Path(args.out) / "grid.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(markdown(result))
+    return result
+
+
+def markdown(result: dict) -> str:
+    caps = sorted({c for e in result["grid"] for c in e["capabilities"]})
+    head = ("| rep. penalty | no-repeat n-gram | capability loops (n) | consult loops (n) | consult echoes | "
+            + " | ".join(caps) + " | mean |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+
+    def rate(d, key):
+        lo, hi = d[f"{key}_ci"]
+        return f"{d[key]:.2f} [{lo:.2f}, {hi:.2f}] ({d['n']})"
+
+    for e in result["grid"]:
+        cells = [f"{e['capabilities'][c]['score']:.2f} [{e['capabilities'][c]['ci'][0]:.2f}, "
+                 f"{e['capabilities'][c]['ci'][1]:.2f}]" for c in caps]
+        lines.append(f"| {e['repetition_penalty']:g} | {e['no_repeat_ngram_size']} | {rate(e['capability'], 'repeated_ngram')} | "
+                     f"{rate(e['consult'], 'repeated_ngram')} | {rate(e['consult'], 'echoes_prompt')} | "
+                     + " | ".join(cells) + f" | {e['capability_mean']:.3f} |")
+    n = {c: next(e["capabilities"][c]["n"] for e in result["grid"] if c in e["capabilities"]) for c in caps}
+    lines.append("")
+    lines.append("Capability n: " + ", ".join(f"{c} {v}" for c, v in n.items()) + "; intervals are 95% "
+                 "(Wilson for rates, percentile bootstrap for mean scores).")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    data = Path(os.environ.get("BALANCEDBIO_DATA") or REPO.parent / "shared" / "data")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", required=True, help="MKGSG capability JSONL of the VALIDATION split (val.jsonl)")
+    parser.add_argument("--out", required=True, help="folder for generations.jsonl and grid.json")
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--synthea", default=str(data / "fhir" / "synthea"))
+    parser.add_argument("--consults", type=int, default=20, help="consult prompts built from the Synthea bundles")
+    parser.add_argument("--max-new-tokens", type=int, default=192)
+    parser.add_argument("--batch", type=int, default=16, help="generation rows per batch")
+    parser.add_argument("--score-only", action="store_true", help="score OUT/generations.jsonl, generate nothing")
+    args = parser.parse_args(argv)
+    if Path(args.records).name.startswith("test"):
+        parser.error("decoding defaults are chosen on the validation split; pass val.jsonl, not the test split")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    if not args.score_only:
+        generate(args)
+    score(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
