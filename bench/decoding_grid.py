@@ -29,6 +29,10 @@ sys.path.insert(0, str(REPO))
 
 GRID_PENALTY = (1.0, 1.1, 1.2, 1.3)
 GRID_NGRAM = (0, 3, 4)
+# The grid's points, most informative first (off; each control alone; both), so a run stopped by its
+# time budget has measured what matters.
+ORDER = [(1.0, 0), (1.2, 0), (1.0, 3), (1.2, 3), (1.1, 0), (1.3, 0), (1.0, 4), (1.2, 4), (1.1, 3), (1.3, 3),
+         (1.1, 4), (1.3, 4)]
 # Questions a clinician asks about the patient in front of them; none is an emergency, so the
 # input guardrails pass them to the model (an escalated consult never reaches it).
 CONSULT_QUESTIONS = (
@@ -57,36 +61,67 @@ def consult_prompts(synthea_dir: Path, n: int = 20) -> list[dict]:
 def grid(penalties=GRID_PENALTY, ngrams=GRID_NGRAM):
     from training.evaluate.decoding import DecodingConfig
 
-    return [DecodingConfig(repetition_penalty=p, no_repeat_ngram_size=n) for p in penalties for n in ngrams]
+    points = [pn for pn in dict.fromkeys(ORDER) if pn[0] in penalties and pn[1] in ngrams]
+    return [DecodingConfig(repetition_penalty=p, no_repeat_ngram_size=n) for p, n in points]
+
+
+def subsample(records: list, per_capability: int) -> list:
+    """The first `per_capability` records of each capability in id order (0: all): the same set every run."""
+    if per_capability <= 0:
+        return records
+    by_cap: dict[str, list] = {}
+    for r in sorted(records, key=lambda r: r.id):
+        by_cap.setdefault(r.capability.value, []).append(r)
+    return [r for group in by_cap.values() for r in group[:per_capability]]
+
+
+def language_model(args):
+    """The served ONNX engine (its greedy tokens equal PyTorch's under every setting: tests/serving/test_engine.py),
+    or PyTorch's generate(); `lm.decoding` is switched per grid point."""
+    if args.backend == "onnx":
+        from serving.config import ensure_base_export
+        from serving.engine import OnnxEngine
+
+        if args.model != "smollm2-135m" and not Path(args.model, "model_card.json").is_file():
+            raise SystemExit("--backend onnx needs an export folder (python -m training.export) or smollm2-135m")
+        export = ensure_base_export() if args.model == "smollm2-135m" else Path(args.model)
+        return OnnxEngine(export, threads=args.threads, prefer_gpu=False, max_batch=args.batch)
+    from training.evaluate.lm import TorchLM
+    from training.models import load_model
+
+    model, tokenizer = load_model(args.model)
+    return TorchLM(model, tokenizer, name=args.model, max_gen_batch=args.batch, progress=False)
 
 
 def generate(args) -> None:
-    from training.evaluate.lm import TorchLM
-    from training.models import load_model
     from training.records import load_records
 
-    records = load_records(args.records)
+    records = subsample(load_records(args.records), args.per_capability)
     consults = consult_prompts(Path(args.synthea), args.consults)
-    model, tokenizer = load_model(args.model)
+    lm = language_model(args)
     out = Path(args.out) / "generations.jsonl"
     done = set()
     if out.is_file():
         done = {(r["config"], r["id"]) for r in map(json.loads, out.read_text().splitlines())}
     items = [("capability", r.id, [m.model_dump() for m in r.messages]) for r in records] + \
             [("consult", c["id"], c["messages"]) for c in consults]
+    deadline = time.monotonic() + args.budget_minutes * 60
     for config in grid():
         todo = [it for it in items if (config.label(), it[1]) not in done]
         if not todo:
             continue
-        lm = TorchLM(model, tokenizer, name=args.model, max_gen_batch=args.batch, progress=False, decoding=config)
+        if time.monotonic() > deadline:
+            print(f"time budget of {args.budget_minutes} min spent: {config.label()} and later points not run")
+            break
+        lm.decoding = config
         prompts = [lm.chat_prompt(messages) for _, _, messages in todo]
         started = time.perf_counter()
         completions = lm.generate(prompts, args.max_new_tokens)
         seconds = time.perf_counter() - started
         with open(out, "a") as f:
             for (kind, id_, _), prompt, completion in zip(todo, prompts, completions):
-                f.write(json.dumps({"config": config.label(), "repetition_penalty": config.repetition_penalty,
-                                    "no_repeat_ngram_size": config.no_repeat_ngram_size, "kind": kind, "id": id_,
+                f.write(json.dumps({"config": config.label(), "backend": args.backend,
+                                    "repetition_penalty": config.repetition_penalty, "no_repeat_ngram_size": config.no_repeat_ngram_size, "kind": kind, "id": id_,
                                     "prompt": prompt, "completion": completion}) + "\n")
         print(f"{config.label()}: {len(todo)} prompts in {seconds:.0f} s", flush=True)
 
@@ -116,11 +151,11 @@ def score(args) -> dict:
     from training.evaluate.degeneration import degeneration
     from training.records import load_records
 
-    records = {r.id: r for r in load_records(args.records)}
+    records = {r.id: r for r in subsample(load_records(args.records), args.per_capability)}
     rows = [json.loads(line) for line in (Path(args.out) / "generations.jsonl").read_text().splitlines()]
     table = []
     for config in grid():
-        mine = [r for r in rows if r["config"] == config.label()]
+        mine = [r for r in rows if r["config"] == config.label() and (r["kind"] == "consult" or r["id"] in records)]
         if not mine:
             continue
         entry = {"repetition_penalty": config.repetition_penalty, "no_repeat_ngram_size": config.no_repeat_ngram_size}
@@ -141,8 +176,8 @@ def score(args) -> dict:
         entry["capabilities"] = {c: {"n": len(v), "score": sum(v) / len(v), "ci": _mean_ci(v)} for c, v in caps.items()}
         entry["capability_mean"] = sum(e["score"] for e in entry["capabilities"].values()) / max(len(caps), 1)
         table.append(entry)
-    result = {"records": str(args.records), "model": args.model, "max_new_tokens": args.max_new_tokens,
-              "greedy": True, "grid": table}
+    result = {"records": str(args.records), "model": args.model, "backend": args.backend,
+              "max_new_tokens": args.max_new_tokens, "greedy": True, "grid": table}
     (Path(args.out) / "grid.json").write_text(json.dumps(result, indent=2) + "\n")
     print(markdown(result))
     return result
@@ -179,8 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--synthea", default=str(data / "fhir" / "synthea"))
     parser.add_argument("--consults", type=int, default=20, help="consult prompts built from the Synthea bundles")
-    parser.add_argument("--max-new-tokens", type=int, default=192)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--batch", type=int, default=16, help="generation rows per batch")
+    parser.add_argument("--backend", choices=["onnx", "torch"], default="onnx",
+                        help="onnx: the served engine (the base model's cached export); torch: transformers' generate()")
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads")
+    parser.add_argument("--per-capability", type=int, default=16, help="records per capability (0: all)")
+    parser.add_argument("--budget-minutes", type=float, default=60,
+                        help="start no new grid point after this long (points run most informative first)")
     parser.add_argument("--score-only", action="store_true", help="score OUT/generations.jsonl, generate nothing")
     args = parser.parse_args(argv)
     if Path(args.records).name.startswith("test"):
