@@ -58,11 +58,13 @@ def consult_prompts(synthea_dir: Path, n: int = 20) -> list[dict]:
     return out
 
 
-def grid(penalties=GRID_PENALTY, ngrams=GRID_NGRAM):
+def grid(points: str = ""):
+    """The grid points to run: `points` as "1.0:0,1.2:3" (penalty:n-gram), else the whole grid in ORDER."""
     from training.evaluate.decoding import DecodingConfig
 
-    points = [pn for pn in dict.fromkeys(ORDER) if pn[0] in penalties and pn[1] in ngrams]
-    return [DecodingConfig(repetition_penalty=p, no_repeat_ngram_size=n) for p, n in points]
+    chosen = [(float(a), int(b)) for a, b in (pt.split(":") for pt in points.split(",") if pt)] if points else \
+        [pn for pn in dict.fromkeys(ORDER) if pn[0] in GRID_PENALTY and pn[1] in GRID_NGRAM]
+    return [DecodingConfig(repetition_penalty=p, no_repeat_ngram_size=n) for p, n in chosen]
 
 
 def subsample(records: list, per_capability: int) -> list:
@@ -97,7 +99,7 @@ def generate(args) -> None:
     from training.records import load_records
 
     records = subsample(load_records(args.records), args.per_capability)
-    consults = consult_prompts(Path(args.synthea), args.consults)
+    consults = consult_prompts(Path(args.synthea), args.consults) if args.consults else []
     lm = language_model(args)
     out = Path(args.out) / "generations.jsonl"
     done = set()
@@ -106,7 +108,7 @@ def generate(args) -> None:
     items = [("capability", r.id, [m.model_dump() for m in r.messages]) for r in records] + \
             [("consult", c["id"], c["messages"]) for c in consults]
     deadline = time.monotonic() + args.budget_minutes * 60
-    for config in grid():
+    for config in grid(args.points):
         todo = [it for it in items if (config.label(), it[1]) not in done]
         if not todo:
             continue
@@ -126,29 +128,10 @@ def generate(args) -> None:
         print(f"{config.label()}: {len(todo)} prompts in {seconds:.0f} s", flush=True)
 
 
-def _wilson(k: int, n: int) -> tuple[float, float]:
-    from scipy.stats import binomtest
-
-    if n == 0:
-        return (float("nan"), float("nan"))
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return ci.low, ci.high
-
-
-def _mean_ci(values: list[float]) -> tuple[float, float]:
-    import numpy as np
-    from scipy.stats import bootstrap
-
-    if len(set(values)) < 2:  # a constant sample: the bootstrap has nothing to resample
-        return (values[0], values[0]) if values else (float("nan"), float("nan"))
-    res = bootstrap((np.array(values),), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
-                    random_state=0)
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
-
-
 def score(args) -> dict:
     from training.evaluate.capabilities import verify_record
-    from training.evaluate.degeneration import degeneration
+    from training.evaluate.degeneration import degeneration_rates
+    from training.evaluate.stats import mean_interval
     from training.records import load_records
 
     records = {r.id: r for r in subsample(load_records(args.records), args.per_capability)}
@@ -161,19 +144,17 @@ def score(args) -> dict:
         entry = {"repetition_penalty": config.repetition_penalty, "no_repeat_ngram_size": config.no_repeat_ngram_size}
         for kind in ("capability", "consult"):
             group = [r for r in mine if r["kind"] == kind]
-            flags = [degeneration(r["completion"], prompt=r["prompt"]) for r in group]
-            loops = sum(bool(f.repeated_ngram) for f in flags)
-            echoes = sum(bool(f.echoes_prompt) for f in flags)
-            entry[kind] = {"n": len(group), "repeated_ngram": loops / max(len(group), 1),
-                           "repeated_ngram_ci": _wilson(loops, len(group)),
-                           "echoes_prompt": echoes / max(len(group), 1), "echoes_prompt_ci": _wilson(echoes, len(group)),
-                           "mean_words": sum(len(r["completion"].split()) for r in group) / max(len(group), 1)}
+            if not group:
+                continue
+            entry[kind] = degeneration_rates([r["completion"] for r in group], [r["prompt"] for r in group])
+            entry[kind]["mean_words"] = sum(len(r["completion"].split()) for r in group) / max(len(group), 1)
         caps: dict[str, list[float]] = {}
-        for r in mine:
-            if r["kind"] == "capability":
-                verdict = verify_record(records[r["id"]], r["completion"])
-                caps.setdefault(verdict.capability, []).append(verdict.score)
-        entry["capabilities"] = {c: {"n": len(v), "score": sum(v) / len(v), "ci": _mean_ci(v)} for c, v in caps.items()}
+        picked = [r for r in mine if r["kind"] == "capability"]
+        for r in picked:
+            verdict = verify_record(records[r["id"]], r["completion"])
+            caps.setdefault(verdict.capability, []).append(verdict.score)
+        entry["capabilities"] = {c: {"n": len(v), "score": sum(v) / len(v), "ci": mean_interval(v)}
+                                 for c, v in caps.items()}
         entry["capability_mean"] = sum(e["score"] for e in entry["capabilities"].values()) / max(len(caps), 1)
         table.append(entry)
     result = {"records": str(args.records), "model": args.model, "backend": args.backend,
@@ -190,19 +171,22 @@ def markdown(result: dict) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
 
     def rate(d, key):
-        lo, hi = d[f"{key}_ci"]
-        return f"{d[key]:.2f} [{lo:.2f}, {hi:.2f}] ({d['n']})"
+        if d is None:
+            return "not run"
+        r = d[key]
+        return f"{r['value']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}] ({r['k']}/{r['n']})"
 
     for e in result["grid"]:
         cells = [f"{e['capabilities'][c]['score']:.2f} [{e['capabilities'][c]['ci'][0]:.2f}, "
                  f"{e['capabilities'][c]['ci'][1]:.2f}]" for c in caps]
-        lines.append(f"| {e['repetition_penalty']:g} | {e['no_repeat_ngram_size']} | {rate(e['capability'], 'repeated_ngram')} | "
-                     f"{rate(e['consult'], 'repeated_ngram')} | {rate(e['consult'], 'echoes_prompt')} | "
+        lines.append(f"| {e['repetition_penalty']:g} | {e['no_repeat_ngram_size']} | "
+                     f"{rate(e.get('capability'), 'repeated_ngram')} | "
+                     f"{rate(e.get('consult'), 'repeated_ngram')} | {rate(e.get('consult'), 'echoes_prompt')} | "
                      + " | ".join(cells) + f" | {e['capability_mean']:.3f} |")
     n = {c: next(e["capabilities"][c]["n"] for e in result["grid"] if c in e["capabilities"]) for c in caps}
     lines.append("")
     lines.append("Capability n: " + ", ".join(f"{c} {v}" for c, v in n.items()) + "; intervals are 95% "
-                 "(Wilson for rates, percentile bootstrap for mean scores).")
+                 "(Wilson for rates, bootstrap for mean scores: training.evaluate.stats).")
     return "\n".join(lines)
 
 
@@ -213,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder for generations.jsonl and grid.json")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--synthea", default=str(data / "fhir" / "synthea"))
-    parser.add_argument("--consults", type=int, default=20, help="consult prompts built from the Synthea bundles")
+    parser.add_argument("--consults", type=int, default=20, help="consult prompts built from the Synthea bundles (0: none)")
+    parser.add_argument("--points", default="", help="grid points to generate, e.g. '1.0:0,1.2:3' (default: the whole grid)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--batch", type=int, default=16, help="generation rows per batch")
     parser.add_argument("--backend", choices=["onnx", "torch"], default="onnx",
