@@ -16,48 +16,36 @@ from pathlib import Path
 from statistics import mean
 
 from training.config import RunConfig
+from training.layout import RunDirectory
 from training.plots import read_metrics
+from training.stage import StageRunner, progress_display
 
 ARMS = ("base", "sft", "grpo", "capability_grpo")
 CAPABILITY_KEYS = ("knowledge", "reasoning", "instruction", "integration")
 
 
 def run_ablation(config: RunConfig, run_dir: Path, docs: Path | None = Path("docs")) -> str:
-    from training import stages
-    from training.run import progress_display
-
-    run = stages.RunDirectory(run_dir)
-    (run.path / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    run = RunDirectory(run_dir)
+    run.config.write_text(json.dumps(config.to_dict(), indent=1))
     results: dict[str, dict] = {}
     with progress_display() as progress:
-        def task(name):
-            return progress.add_task(name, total=None)
-
-        def stage(name, fn, *args, **kwargs):
-            done = run.done(name)
-            if done is not None:
-                return done
-            t0 = time.perf_counter()
-            out = fn(*args, **kwargs)
-            out["wall_time_s"] = round(time.perf_counter() - t0, 1)
-            return run.mark_done(name, out)
-
-        data = stage("data", stages.stage_data, config, run)["data"]
-        base = stages.base_model_path(config, run)
-        sft = stage("sft", stages.stage_sft, config, run, base, data, progress, task("sft"))
-        rm = stage("reward_model", stages.stage_reward_model, config, run, sft["model"], data, progress,
-                   task("reward model"))
+        # The same runner as the pipeline's: same stages, same resume, one process per stage.
+        stages = StageRunner(run, subprocesses=config.stage_processes, progress=progress)
+        data = stages.run_stage("data")["data"]
+        base = stages.run_stage("base")["model"]
+        sft = stages.run_stage("sft", base=base, data=data)
+        rm = stages.run_stage("reward_model", base=sft["model"], data=data)
         arms = {"base": (base, 0.0), "sft": (sft["model"], sft["wall_time_s"])}
         for arm, aware in (("grpo", False), ("capability_grpo", True)):
-            out = stage(arm, stages.stage_grpo, config, run, sft["model"], rm["model"], data, progress, task(arm),
-                        stage=arm, capability_aware=aware, run_model=False)
+            out = stages.run_stage(arm, "grpo", policy=sft["model"], reward_model=rm["model"], data=data,
+                                   stage=arm, capability_aware=aware, run_model=False)
             arms[arm] = (out["model"], sft["wall_time_s"] + out["wall_time_s"])
         for arm, (model, train_time) in arms.items():
-            scores = stage(f"eval_{arm}", stages.stage_evaluate, config, run, model, data, progress,
-                           task(f"evaluate {arm}"), stage=f"eval_{arm}")["scores"]
+            scores = stages.run_stage(f"eval_{arm}", "eval", label=f"evaluate {arm}", model=model, data=data,
+                                      stage=f"eval_{arm}")["scores"]
             results[arm] = {"scores": scores, "train_time_s": train_time}
-    table = ablation_markdown(config, results, cosine_summary(run.path / "metrics.jsonl"))
-    (run.path / "ablation.md").write_text(table)
+    table = ablation_markdown(config, results, cosine_summary(run.metrics))
+    run.ablation_table.write_text(table)
     if docs is not None:
         docs.mkdir(parents=True, exist_ok=True)
         (docs / "ablation.md").write_text(table)

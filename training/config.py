@@ -49,6 +49,15 @@ class RunConfig:
     sft_steps: int = field(default=10, metadata={"help": "SFT optimizer steps (0 skips SFT)."})
     sft_batch_size: int = field(default=4, metadata={"help": "SFT sequences per step."})
     sft_learning_rate: float = field(default=2e-4, metadata={"help": "SFT learning rate."})
+    sft_eval_steps: int = field(default=0, metadata={
+        "help": "Measure the loss on validation records every N SFT steps and stop once it stops improving "
+                "(early stopping; the best checkpoint becomes the SFT model). 0: no validation, --sft_steps steps."})
+    sft_patience: int = field(default=3, metadata={
+        "help": "Evaluations without a lower validation loss before SFT stops (with --sft_eval_steps)."})
+    sft_eval_records: int = field(default=64, metadata={
+        "help": "Validation records (balanced over capabilities) for SFT's early stopping."})
+    sft_budget_minutes: float = field(default=0.0, metadata={
+        "help": "Wall-clock ceiling of SFT training in minutes (0: none); kept across --resume."})
     max_length: int = field(default=384, metadata={"help": "Token limit of SFT and reward-model sequences."})
     rm_steps: int = field(default=8, metadata={"help": "Reward-model optimizer steps (0 drops the model component)."})
     rm_batch_size: int = field(default=4, metadata={"help": "Preference pairs per reward-model step."})
@@ -63,6 +72,9 @@ class RunConfig:
     grpo_learning_rate: float = field(default=1e-4, metadata={
         "help": "GRPO learning rate. LoRA adapters start at zero and the default budget is a few steps, so it is "
                 "larger than a full fine-tune would use (at 2e-5 six steps left every evaluation score unchanged)."})
+    grpo_budget_minutes: float = field(default=0.0, metadata={
+        "help": "Train GRPO for as many steps as fit in this many minutes (--grpo_steps is then only a ceiling); "
+                "the time spent travels in the checkpoints, so --resume continues the same budget. 0: no budget."})
     weights: str = field(default="dynamic", metadata={"help": "Hybrid weights: static or dynamic."})
     orthogonality: str = field(default="pcgrad", metadata={"help": "Gradient orthogonality: none or pcgrad."})
     save_steps: int = field(default=2, metadata={"help": "Checkpoint every N steps in each training stage (for --resume)."})
@@ -71,6 +83,10 @@ class RunConfig:
     eval_benchmarks: str = field(default="medmcqa:30,pubmedqa:20,ifeval:6", metadata={
         "help": f"Benchmark subsets as name:limit, comma-separated; known: {', '.join(BENCHMARKS)}."})
     export: bool = field(default=True, metadata={"help": "Export the aligned model to ONNX as the last stage."})
+    stage_processes: bool = field(default=True, metadata={
+        "help": "Run each stage in its own Python process, so the memory a trainer held is returned before the next "
+                "stage starts (peak resident memory of the run = that of its largest stage). Under accelerate launch "
+                "stages always run in the ranks' processes."})
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -81,6 +97,11 @@ class RunConfig:
             raise ValueError(f"--orthogonality {self.orthogonality!r}: use none or pcgrad")
         if self.num_generations < 2:
             raise ValueError("--num_generations must be at least 2: GRPO compares completions within a group")
+        for name in ("sft_budget_minutes", "grpo_budget_minutes", "sft_eval_steps", "sft_patience"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must be 0 (off) or positive, got {getattr(self, name)}")
+        if self.sft_eval_steps and self.sft_eval_records < 1:
+            raise ValueError("--sft_eval_steps needs validation records: set --sft_eval_records to 1 or more")
         if self.grpo_steps < 1:
             raise ValueError("--grpo_steps must be at least 1; to skip alignment evaluate the base model instead")
         for name, limit in self.benchmark_limits.items():
