@@ -29,6 +29,7 @@ from pathlib import Path
 
 
 DONE = "DONE.json"
+PREDICTIONS = ".predictions.jsonl"  # <benchmark>.predictions.jsonl: one evaluated item per line
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class RunLayout:
         return self.stage_dir(stage) / "report.json"
 
     def predictions(self, benchmark: str, stage: str = "eval") -> Path:
-        return self.stage_dir(stage) / f"{benchmark}.predictions.jsonl"
+        return self.stage_dir(stage) / f"{benchmark}{PREDICTIONS}"
 
     def capability_test(self, stage: str = "eval") -> Path:
         return self.stage_dir(stage) / "capability_test.jsonl"

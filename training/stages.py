@@ -137,6 +137,8 @@ def grpo_trainer(config, run: RunDirectory, policy: str, reward_model: str | Non
                   temperature=1.0, loss_type="dapo", gradient_checkpointing=config.gradient_checkpointing,
                   # The wall-clock budget's spent time is restored from the checkpoint on resume.
                   restore_callback_states_from_checkpoint=True,
+                  # Under a budget the last step is not known in advance, so the rate cannot decay towards it;
+                  # the ablation's plain arm keeps the same schedule as the budgeted arm it is compared with.
                   lr_scheduler_type="constant_with_warmup" if config.grpo_budget_minutes else "linear",
                   warmup_steps=min(2, steps) if config.grpo_budget_minutes else 0)
     if capability_aware:
@@ -152,11 +154,14 @@ def grpo_trainer(config, run: RunDirectory, policy: str, reward_model: str | Non
 
 def stage_grpo(config, run: RunDirectory, progress: Progress | None = None, *, policy: str,
                reward_model: str | None, data: str, stage: str = "grpo", capability_aware: bool = True,
-               run_model: bool = True) -> dict:
+               run_model: bool = True, max_steps: int | None = None, budgeted: bool = True) -> dict:
+    """`max_steps` overrides --grpo_steps; `budgeted=False` ignores --grpo_budget_minutes (the
+    ablation's plain arm takes exactly the steps the capability-aware arm's budget allowed)."""
     callbacks = [StageCallback(run, stage, progress)]
-    if config.grpo_budget_minutes:
+    if config.grpo_budget_minutes and budgeted:
         callbacks.append(WallClockBudget(config.grpo_budget_minutes))
-    trainer = grpo_trainer(config, run, policy, reward_model, data, stage, capability_aware, callbacks=callbacks)
+    trainer = grpo_trainer(config, run, policy, reward_model, data, stage, capability_aware, callbacks=callbacks,
+                           max_steps=max_steps)
     checkpoint = run.last_checkpoint(stage)
     if checkpoint and hasattr(trainer, "load_capability_state"):
         trainer.load_capability_state(checkpoint)
