@@ -17,7 +17,8 @@ from statistics import mean
 
 from training.config import RunConfig
 from training.layout import RunDirectory
-from training.paired import PairedRow, compare_evaluations, item_outcomes, paired_row
+from training.evaluate.stats import mean_interval
+from training.paired import PairedRow, compare_evaluations, item_outcomes
 from training.plots import read_metrics
 from training.stage import StageRunner, progress_display
 
@@ -65,8 +66,8 @@ def arm_intervals(eval_dir: Path) -> dict:
     intervals, ns = {}, {}
     for benchmark, metrics in item_outcomes(eval_dir).items():
         for metric, items in metrics.items():
-            row = paired_row(benchmark, metric, items, items)  # an arm against itself: its own interval
-            intervals[f"{benchmark}/{metric}"], ns[f"{benchmark}/{metric}"] = row.base_ci, row.n
+            intervals[f"{benchmark}/{metric}"] = mean_interval(list(items.values()))
+            ns[f"{benchmark}/{metric}"] = len(items)
     return {"intervals": intervals, "n": ns}
 
 
@@ -99,13 +100,13 @@ def verdict(pair: tuple[str, str], rows: list[PairedRow]) -> str:
     a, b = (ARM_NAMES[x] for x in pair)
     if not rows:
         return f"{b} vs {a}: nothing scored on both."
-    better = [r.metric for r in rows if r.ci_low > 0]
-    worse = [r.metric for r in rows if r.ci_high < 0]
+    better = [r.metric for r in rows if r.significant and r.diff > 0]
+    worse = [r.metric for r in rows if r.significant and r.diff < 0]
     parts = []
     if better:
-        parts.append(f"{b} scores higher than {a} on {', '.join(better)} (95% interval above zero)")
+        parts.append(f"{b} scores higher than {a} on {', '.join(better)} (95% interval above zero, p < 0.05)")
     if worse:
-        parts.append(f"lower on {', '.join(worse)} (interval below zero)")
+        parts.append(f"lower on {', '.join(worse)} (interval below zero, p < 0.05)")
     rest = [r for r in rows if not r.significant]
     if rest:
         smallest = min(r.detectable for r in rest)
@@ -173,7 +174,7 @@ def ablation_markdown(config: RunConfig, results: dict[str, dict], cosines: dict
                 lines.append(f"| {ARM_NAMES[b]} - {ARM_NAMES[a]} | {r.benchmark}/{r.metric} | {r.n} | "
                              f"{diff} | [{r.ci_low:+.3f}, {r.ci_high:+.3f}] | {r.p:.3g} | "
                              f"{r.detectable:.3f} |")
-        lines += ["", "Bold: the 95% interval excludes zero. *Smallest detectable*: the difference these n paired "
+        lines += ["", "Bold: the 95% interval (paired bootstrap) excludes zero and p (exact McNemar / sign test) < 0.05. *Smallest detectable*: the difference these n paired "
                   "records would detect at 5% with 80% power, given the share of records on which the two arms "
                   "disagreed (McNemar's normal approximation).", "", "## Verdict", ""]
         lines += [verdict(pair, [r for r in rows if r.benchmark == "capabilities"]) for pair, rows in paired.items()]

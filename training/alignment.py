@@ -27,9 +27,10 @@ def alignment_report(base_eval: Path, aligned_eval: Path, seed: int = 0) -> dict
     if not rows:
         raise ValueError(f"{base_eval} and {aligned_eval} share no benchmark metric; evaluate both on the same benchmarks")
     report = {"base": str(base_eval), "aligned": str(aligned_eval), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "method": "paired over shared items: diff = aligned - base; 95% interval by paired bootstrap; p by exact "
-                        "McNemar for pass/fail items, by the bootstrap for graded ones; `detectable` is the smallest "
-                        "difference n items detect at 5% with 80% power",
+              "method": "paired over the same items (training/evaluate/stats.py): diff = aligned - base; 95% interval "
+                        "by paired bootstrap; p by the exact sign test on the items that differ (McNemar's exact test "
+                        "for pass/fail items); significant = interval excludes 0 and p < 0.05; `detectable` is the "
+                        "smallest difference n items detect at 5% with 80% power",
               "capabilities": {}, "benchmarks": {}}
     for row in rows:
         entry = _entry(row)
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         report = write_alignment_report(args.base_eval, args.aligned_eval, args.out, args.seed)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError) as e:  # ItemMismatchError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     for section in ("capabilities", "benchmarks"):

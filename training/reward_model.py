@@ -54,7 +54,8 @@ def train_reward_model(config, run, base: str, data: str, callbacks: Sequence = 
     pairs = load_pairs(Path(data) / "preferences_train.jsonl", limit=config.rm_pairs)
     keep = ("prompt", "chosen", "rejected")
     args = RewardConfig(output_dir=str(folder), bf16=False, report_to=[], disable_tqdm=True, seed=config.seed,
-                        max_steps=config.rm_steps, per_device_train_batch_size=config.rm_batch_size,
+                        max_steps=config.rm_steps, per_device_train_batch_size=config.micro_batch_size,
+                        gradient_accumulation_steps=config.rm_batch_size // config.micro_batch_size,
                         learning_rate=1e-4 if config.rm_trainable_layers else 2e-5, max_length=config.max_length,
                         logging_steps=1, save_strategy="steps", save_steps=config.save_steps, save_total_limit=1,
                         gradient_checkpointing=config.gradient_checkpointing)

@@ -21,7 +21,7 @@ from training.config import RunConfig, with_preset
 from training.layout import RunDirectory, RunLayout
 from training.models import ModelUnavailableError
 from training.plots import plot_run
-from training.stage import StageFailed, StageRunner, is_main_process, progress_display
+from training.stage import StageFailed, StageRunner, is_main_process, peak_memory, progress_display
 
 
 def explicit_flags(argv: list[str]) -> set[str]:
@@ -75,6 +75,7 @@ def run_pipeline(config: RunConfig, run_dir: Path, console=None) -> dict:
     outputs["plots"] = [str(p) for p in plot_run(run)]
     outputs["final_model"] = final
     outputs["wall_time_s"] = round(time.perf_counter() - started, 1)
+    outputs["memory"] = peak_memory(run)
     run.summary.write_text(json.dumps(outputs, indent=1, default=str))
     return outputs
 
@@ -109,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     layout = RunLayout(run_dir)
     console.print(f"run directory: {run_dir}  ({layout.config.name}, {layout.metrics.name}, {layout.plots.name}/, "
                   f"checkpoints, {layout.eval_report().parent.name}/)")
-    console.print(f"wall time: {outputs['wall_time_s']:.0f} s")
+    console.print(f"wall time: {outputs['wall_time_s']:.0f} s; peak resident memory: parent "
+                  f"{outputs['memory']['parent_mb']} MB + largest stage ({outputs['memory']['largest_stage']}) "
+                  f"{outputs['memory']['parent_plus_largest_stage_mb'] - outputs['memory']['parent_mb']} MB")
     return 0
 
 

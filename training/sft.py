@@ -40,8 +40,9 @@ def train_sft(config, run, base: str, train: Sequence[CapabilityRecord], val: Se
     # without it, checkpoints only serve --resume.
     every = config.sft_eval_steps if early else config.save_steps
     args = SFTConfig(output_dir=str(folder), bf16=False, report_to=[], disable_tqdm=True, seed=config.seed,
-                     max_steps=config.sft_steps, per_device_train_batch_size=config.sft_batch_size,
-                     per_device_eval_batch_size=config.sft_batch_size,
+                     max_steps=config.sft_steps, per_device_train_batch_size=config.micro_batch_size,
+                     gradient_accumulation_steps=config.sft_batch_size // config.micro_batch_size,
+                     per_device_eval_batch_size=config.micro_batch_size,
                      learning_rate=config.sft_learning_rate, max_length=config.max_length, logging_steps=1,
                      save_strategy="steps", save_steps=every, save_total_limit=2 if early else 1,
                      eval_strategy="steps" if early else "no", eval_steps=every if early else None,

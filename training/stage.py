@@ -21,6 +21,7 @@ import argparse
 import gc
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -209,8 +210,19 @@ def main(argv: list[str] | None = None) -> int:
     except ModelUnavailableError as e:  # a usage problem, said in one line, not a traceback
         print(f"error: {e}", file=sys.stderr)
         return MODEL_UNAVAILABLE
+    # This process's peak resident memory: the run's peak is its largest stage's plus the parent's.
+    outputs["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     run.mark_done(args.stage, outputs)
     return 0
+
+
+def peak_memory(run: RunDirectory) -> dict:
+    """Peak resident memory of the parent and of each stage's process (MB), as the run recorded them."""
+    stages = {name: out["peak_rss_mb"] for name, out in run.finished_stages().items() if "peak_rss_mb" in out}
+    largest = max(stages.items(), key=lambda kv: kv[1], default=(None, 0))
+    parent = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {"parent_mb": parent, "stages_mb": stages, "largest_stage": largest[0],
+            "parent_plus_largest_stage_mb": parent + largest[1]}
 
 
 if __name__ == "__main__":
