@@ -16,52 +16,59 @@ from pathlib import Path
 from statistics import mean
 
 from training.config import RunConfig
+from training.layout import RunDirectory
+from training.evaluate.stats import mean_interval
+from training.paired import PairedRow, compare_evaluations, item_outcomes
 from training.plots import read_metrics
+from training.stage import StageRunner, progress_display
 
 ARMS = ("base", "sft", "grpo", "capability_grpo")
 CAPABILITY_KEYS = ("knowledge", "reasoning", "instruction", "integration")
 
 
 def run_ablation(config: RunConfig, run_dir: Path, docs: Path | None = Path("docs")) -> str:
-    from training import stages
-    from training.run import progress_display
-
-    run = stages.RunDirectory(run_dir)
-    (run.path / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    run = RunDirectory(run_dir)
+    run.config.write_text(json.dumps(config.to_dict(), indent=1))
     results: dict[str, dict] = {}
     with progress_display() as progress:
-        def task(name):
-            return progress.add_task(name, total=None)
-
-        def stage(name, fn, *args, **kwargs):
-            done = run.done(name)
-            if done is not None:
-                return done
-            t0 = time.perf_counter()
-            out = fn(*args, **kwargs)
-            out["wall_time_s"] = round(time.perf_counter() - t0, 1)
-            return run.mark_done(name, out)
-
-        data = stage("data", stages.stage_data, config, run)["data"]
-        base = stages.base_model_path(config, run)
-        sft = stage("sft", stages.stage_sft, config, run, base, data, progress, task("sft"))
-        rm = stage("reward_model", stages.stage_reward_model, config, run, sft["model"], data, progress,
-                   task("reward model"))
+        # The same runner as the pipeline's: same stages, same resume, one process per stage.
+        stages = StageRunner(run, subprocesses=config.stage_processes, progress=progress)
+        data = stages.run_stage("data")["data"]
+        base = stages.run_stage("base")["model"]
+        sft = stages.run_stage("sft", base=base, data=data)
+        rm = stages.run_stage("reward_model", base=sft["model"], data=data)
         arms = {"base": (base, 0.0), "sft": (sft["model"], sft["wall_time_s"])}
-        for arm, aware in (("grpo", False), ("capability_grpo", True)):
-            out = stage(arm, stages.stage_grpo, config, run, sft["model"], rm["model"], data, progress, task(arm),
-                        stage=arm, capability_aware=aware, run_model=False)
+        # The capability-aware arm runs first: under a wall-clock budget its step count is then
+        # given to the plain arm, so both arms take the same steps over the same prompts.
+        aware = stages.run_stage("capability_grpo", "grpo", policy=sft["model"], reward_model=rm["model"], data=data,
+                                 stage="capability_grpo", capability_aware=True, run_model=False)
+        plain = stages.run_stage("grpo", "grpo", policy=sft["model"], reward_model=rm["model"], data=data,
+                                 stage="grpo", capability_aware=False, run_model=False, max_steps=aware["steps"],
+                                 budgeted=False)
+        for arm, out in (("grpo", plain), ("capability_grpo", aware)):
             arms[arm] = (out["model"], sft["wall_time_s"] + out["wall_time_s"])
         for arm, (model, train_time) in arms.items():
-            scores = stage(f"eval_{arm}", stages.stage_evaluate, config, run, model, data, progress,
-                           task(f"evaluate {arm}"), stage=f"eval_{arm}")["scores"]
-            results[arm] = {"scores": scores, "train_time_s": train_time}
-    table = ablation_markdown(config, results, cosine_summary(run.path / "metrics.jsonl"))
-    (run.path / "ablation.md").write_text(table)
+            scores = stages.run_stage(f"eval_{arm}", "eval", label=f"evaluate {arm}", model=model, data=data,
+                                      stage=f"eval_{arm}")["scores"]
+            results[arm] = {"scores": scores, "train_time_s": train_time, **arm_intervals(run.stage_dir(f"eval_{arm}"))}
+    paired = {(a, b): compare_evaluations(run.stage_dir(f"eval_{a}"), run.stage_dir(f"eval_{b}"), seed=config.seed)
+              for a, b in PAIRS}
+    table = ablation_markdown(config, results, cosine_summary(run.metrics), paired)
+    run.ablation_table.write_text(table)
     if docs is not None:
         docs.mkdir(parents=True, exist_ok=True)
         (docs / "ablation.md").write_text(table)
     return table
+
+
+def arm_intervals(eval_dir: Path) -> dict:
+    """Each score's n and 95% interval, from the arm's per-item predictions."""
+    intervals, ns = {}, {}
+    for benchmark, metrics in item_outcomes(eval_dir).items():
+        for metric, items in metrics.items():
+            intervals[f"{benchmark}/{metric}"] = mean_interval(list(items.values()))
+            ns[f"{benchmark}/{metric}"] = len(items)
+    return {"intervals": intervals, "n": ns}
 
 
 def cosine_summary(metrics_path: Path) -> dict[str, dict[str, float]]:
@@ -80,51 +87,97 @@ def cosine_summary(metrics_path: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def verdict(aware: float, plain: float, per_capability: int) -> str:
-    """The sentence the table ends with; a difference smaller than one test record is called noise."""
-    delta, record = aware - plain, 1 / max(per_capability, 1)
-    scores = f"({aware:.3f} vs {plain:.3f} mean capability score, difference {delta:+.3f})"
-    if abs(delta) < record:
-        return (f"No difference beyond noise between capability-aware and plain GRPO {scores}: with {per_capability} "
-                f"test records per capability one record moves a capability score by {record:.2f}, so this "
-                f"budget cannot tell them apart.")
-    return (f"Capability-aware GRPO {'beats' if delta > 0 else 'does not beat'} plain GRPO {scores}, by more "
-            f"than one test record ({record:.2f}).")
+ARM_NAMES = {"base": "base", "sft": "SFT", "grpo": "plain GRPO", "capability_grpo": "capability-aware GRPO"}
+# The paired tests the table reports: the method against its two nearest alternatives.
+PAIRS = (("grpo", "capability_grpo"), ("sft", "capability_grpo"))
+BENCHMARK_COLUMNS = (("medmcqa", "acc_loglik", "MedMCQA"), ("pubmedqa", "acc_loglik", "PubMedQA"),
+                     ("ifeval", "prompt_level_loose_acc", "IFEval prompt loose"))
 
 
-def ablation_markdown(config: RunConfig, results: dict[str, dict], cosines: dict) -> str:
+def verdict(pair: tuple[str, str], rows: list[PairedRow]) -> str:
+    """The sentence for one paired comparison, from its rows: which differences the intervals
+    separate from zero, and otherwise the smallest difference this many records could detect."""
+    a, b = (ARM_NAMES[x] for x in pair)
+    if not rows:
+        return f"{b} vs {a}: nothing scored on both."
+    better = [r.metric for r in rows if r.significant and r.diff > 0]
+    worse = [r.metric for r in rows if r.significant and r.diff < 0]
+    parts = []
+    if better:
+        parts.append(f"{b} scores higher than {a} on {', '.join(better)} (95% interval above zero, p < 0.05)")
+    if worse:
+        parts.append(f"lower on {', '.join(worse)} (interval below zero, p < 0.05)")
+    rest = [r for r in rows if not r.significant]
+    if rest:
+        smallest = min(r.detectable for r in rest)
+        parts.append(f"no difference beyond noise on {', '.join(r.metric for r in rest)}: with "
+                     f"{min(r.n for r in rest)}-{max(r.n for r in rest)} paired records these could only detect a "
+                     f"difference of about {smallest:.2f} or more (two-sided 5%, power 80%)")
+    return f"{b} vs {a}: " + "; ".join(parts) + "."
+
+
+def _cell(row_scores: dict, key: str, interval) -> str:
+    if key not in row_scores:
+        return "–"
+    return f"{row_scores[key]:.3f}" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
+
+
+def ablation_markdown(config: RunConfig, results: dict[str, dict], cosines: dict,
+                      paired: dict[tuple[str, str], list[PairedRow]] | None = None) -> str:
+    """The table: each arm's scores with 95% intervals, the paired tests of capability-aware GRPO
+    against plain GRPO and SFT, the verdicts they support, and PCGrad's gradient cosines.
+
+    `results[arm]`: {"scores": {"benchmark/metric": value}, "intervals": {same keys: (low, high)},
+    "n": {same keys: n}, "train_time_s": s}; `paired[(a, b)]`: rows of b - a over shared items."""
+    paired = paired or {}
     columns = [(f"capabilities/{c}", c) for c in CAPABILITY_KEYS] + [
-        ("medmcqa/acc_loglik", "MedMCQA"), ("pubmedqa/acc_loglik", "PubMedQA"),
-        ("ifeval/prompt_level_strict_acc", "IFEval prompt strict"), ("ifeval/inst_level_strict_acc", "IFEval inst strict")]
+        (f"{b}/{m}", name) for b, m, name in BENCHMARK_COLUMNS]
     limits = config.benchmark_limits
+    budget = (f"a {config.grpo_budget_minutes:g}-minute budget for the capability-aware arm (at most {config.grpo_steps} "
+              f"steps), the plain arm then run for the same number of steps" if config.grpo_budget_minutes
+              else f"{config.grpo_steps} steps")
     lines = [
         "# Ablation: base, SFT, GRPO, capability-aware GRPO",
         "",
         f"Model `{config.model}` ({'LoRA' if config.lora else 'full'}), seed {config.seed}, {platform.machine()} CPU, "
         f"written by `python -m training.run --ablation` on {time.strftime('%Y-%m-%d')}.",
-        f"Budget per GRPO arm: {config.grpo_steps} steps x {config.grpo_prompts_per_step} prompts x "
-        f"{config.num_generations} completions of at most {config.max_completion_length} tokens, from the same SFT "
-        f"model ({config.sft_steps} steps) and reward model ({config.rm_steps} steps). Capability scores: "
-        f"{config.eval_per_capability} held-out MKGSG test records per capability; benchmark subsets: "
+        f"Budget per GRPO arm: {budget}, {config.grpo_prompts_per_step} prompts x "
+        f"{config.num_generations} completions of at most {config.max_completion_length} tokens a step, from the same "
+        f"data, SFT model ({config.sft_steps} steps at most) and reward model ({config.rm_steps} steps). Capability "
+        f"scores: {config.eval_per_capability} held-out MKGSG test records per capability; benchmark subsets: "
         + ", ".join(f"{k} {v}" for k, v in limits.items()) + f"; {config.eval_max_new_tokens} new tokens. "
+        "Each score is followed by its 95% interval (Wilson for pass/fail items, bootstrap for graded ones). "
         "Train time is wall-clock on the machine as it was: when other jobs share it, it measures them too "
         "(bench/grpo_step.py compares the two GRPO steps on one batch).",
         "",
         "| arm | " + " | ".join(name for _, name in columns) + " | mean of 4 capabilities | train time (s) |",
         "|---|" + "---:|" * (len(columns) + 2),
     ]
-    means = {}
     for arm in ARMS:
         if arm not in results:
             continue
-        scores = results[arm]["scores"]
+        scores, intervals = results[arm]["scores"], results[arm].get("intervals", {})
         caps = [scores[k] for k, _ in columns[:4] if k in scores]
-        means[arm] = mean(caps) if caps else float("nan")
-        cells = [f"{scores[k]:.3f}" if k in scores else "–" for k, _ in columns]
-        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {means[arm]:.3f} | {results[arm]['train_time_s']:.0f} |")
-    lines += ["", "## Verdict", ""]
-    if "grpo" in means and "capability_grpo" in means:
-        lines.append(verdict(means["capability_grpo"], means["grpo"], config.eval_per_capability))
+        average = f"{mean(caps):.3f}" if caps else "–"
+        cells = [_cell(scores, k, intervals.get(k)) for k, _ in columns]
+        lines.append(f"| {ARM_NAMES[arm]} | " + " | ".join(cells) + f" | {average} | {results[arm]['train_time_s']:.0f} |")
+    ns = {k: n for r in results.values() for k, n in r.get("n", {}).items()}
+    if ns:
+        lines.append("\nRecords scored per column: " + ", ".join(f"{name} {ns[k]}" for k, name in columns if k in ns) + ".")
+    if paired:
+        lines += ["", "## Paired tests (same records, difference = second arm - first arm)", "",
+                  "| comparison | score | n | difference | 95% interval | p | smallest detectable |",
+                  "|---|---|---:|---:|---|---:|---:|"]
+        for (a, b), rows in paired.items():
+            for r in rows:
+                diff = f"**{r.diff:+.3f}**" if r.significant else f"{r.diff:+.3f}"
+                lines.append(f"| {ARM_NAMES[b]} - {ARM_NAMES[a]} | {r.benchmark}/{r.metric} | {r.n} | "
+                             f"{diff} | [{r.ci_low:+.3f}, {r.ci_high:+.3f}] | {r.p:.3g} | "
+                             f"{r.detectable:.3f} |")
+        lines += ["", "Bold: the 95% interval (paired bootstrap) excludes zero and p (exact McNemar / sign test) < 0.05. *Smallest detectable*: the difference these n paired "
+                  "records would detect at 5% with 80% power, given the share of records on which the two arms "
+                  "disagreed (McNemar's normal approximation).", "", "## Verdict", ""]
+        lines += [verdict(pair, [r for r in rows if r.benchmark == "capabilities"]) for pair, rows in paired.items()]
     if cosines:
         lines += ["", "## Gradient cosines between capabilities (capability-aware arm, mean over steps)", "",
                   "| pair | before PCGrad | min before | after PCGrad |", "|---|---:|---:|---:|"]

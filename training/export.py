@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from training.layout import RunLayout, read_json
 from training.models import EMBEDDED_MODELS, ModelUnavailableError, resolve_model
 
 CARD_JSON, CARD_MD = "model_card.json", "MODEL_CARD.md"
@@ -90,7 +91,7 @@ def find_source(run_or_model: str) -> ModelSource:
     if (path / "final" / "config.json").is_file():
         return ModelSource(path / "final", run_or_model, path, aligned=True)
     if (path / "config.json").is_file():
-        run_dir = path.parent if (path.parent / "run_config.json").is_file() else None
+        run_dir = path.parent if RunLayout(path.parent).is_run() else None
         return ModelSource(path, run_or_model, run_dir, aligned=run_dir is not None)
     raise ModelUnavailableError(
         f"{path} has neither final/config.json (a training run) nor config.json (a model folder); "
@@ -263,17 +264,21 @@ def _capability_delta(models: dict, tokenizer, records_path: Path, max_new_token
 
 # -- the card -----------------------------------------------------------------------------------------
 def _run_metadata(run_dir: Path | None) -> dict:
+    """The card's `run` section, from the files the run wrote (training/layout.py names them): its
+    command-line settings, what each finished stage reported, and the evaluation scores."""
     if run_dir is None:
         return {}
-    meta = {}
-    for name in ("run_config.json", "metrics.json", "eval.json", "metrics"):
-        path = run_dir / name
-        if path.is_file():
-            try:
-                meta[path.stem] = json.loads(path.read_text())
-            except json.JSONDecodeError:
-                meta[path.stem] = path.read_text()[:4000]
-    return meta
+    run = RunLayout(run_dir)
+    if not run.is_run():
+        return {}
+    config = read_json(run.config) or {}
+    # The evaluation's scores get a section of their own below.
+    stages = {name: {k: v for k, v in outputs.items() if k != "scores"}
+              for name, outputs in run.finished_stages().items()}
+    evaluation = read_json(run.done_file("eval")) or {}
+    return {"run_dir": str(run.path), "config": config, "stages": stages,
+            "eval": {"scores": evaluation.get("scores", {}), "report": evaluation.get("report")},
+            "summary": read_json(run.summary) or {}}
 
 
 def write_card(out: Path, card: dict) -> None:

@@ -7,6 +7,8 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from training.layout import RunLayout
+
 
 def read_metrics(path: Path) -> list[dict]:
     if not path.exists():
@@ -55,9 +57,9 @@ def _line_plot(series: dict, title: str, ylabel: str, path: Path) -> Path | None
     return path
 
 
-def plot_run(run_dir: Path, stage: str = "grpo") -> list[Path]:
-    rows = read_metrics(run_dir / "metrics.jsonl")
-    plots = run_dir / "plots"
+def plot_run(run: RunLayout, stage: str = "grpo") -> list[Path]:
+    rows = read_metrics(run.metrics)
+    plots = run.plots
     made = [
         _line_plot(_series(rows, stage, "components/"), "GRPO: raw reward per capability/component",
                    "mean score", plots / "reward_components.png"),

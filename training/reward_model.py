@@ -13,6 +13,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
+from training.rewards.hybrid import ModelReward
+from training.trainers import quiet
+
 
 def load_pairs(path: str | Path, limit: int | None = None) -> list[dict]:
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
@@ -41,9 +44,6 @@ def train_reward_model(config, run, base: str, data: str, callbacks: Sequence = 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
-    from training.rewards.hybrid import ModelReward
-    from training.stages import quiet
-
     folder = run.stage("reward_model")
     tokenizer = AutoTokenizer.from_pretrained(base)
     if tokenizer.pad_token is None:
@@ -54,7 +54,8 @@ def train_reward_model(config, run, base: str, data: str, callbacks: Sequence = 
     pairs = load_pairs(Path(data) / "preferences_train.jsonl", limit=config.rm_pairs)
     keep = ("prompt", "chosen", "rejected")
     args = RewardConfig(output_dir=str(folder), bf16=False, report_to=[], disable_tqdm=True, seed=config.seed,
-                        max_steps=config.rm_steps, per_device_train_batch_size=config.rm_batch_size,
+                        max_steps=config.rm_steps, per_device_train_batch_size=config.micro_batch_size,
+                        gradient_accumulation_steps=config.rm_batch_size // config.micro_batch_size,
                         learning_rate=1e-4 if config.rm_trainable_layers else 2e-5, max_length=config.max_length,
                         logging_steps=1, save_strategy="steps", save_steps=config.save_steps, save_total_limit=1,
                         gradient_checkpointing=config.gradient_checkpointing)
@@ -62,7 +63,7 @@ def train_reward_model(config, run, base: str, data: str, callbacks: Sequence = 
                             train_dataset=Dataset.from_list([{k: p[k] for k in keep} for p in pairs]),
                             callbacks=list(callbacks))
     quiet(trainer).train(resume_from_checkpoint=run.last_checkpoint("reward_model"))
-    final = folder / "final"
+    final = run.stage_model("reward_model")
     trainer.save_model(str(final))
     trainer.accelerator.wait_for_everyone()
     if not trainer.accelerator.is_main_process:  # the held-out scoring is done once
@@ -71,7 +72,7 @@ def train_reward_model(config, run, base: str, data: str, callbacks: Sequence = 
     held_out = load_pairs(Path(data) / "preferences_val.jsonl", limit=config.rm_eval_pairs)
     accuracy = pairwise_accuracy(ModelReward(str(final), max_length=config.max_length), held_out)
     accuracy["trainable_parameters"] = trainable
-    (folder / "pairwise_accuracy.json").write_text(json.dumps(accuracy, indent=1))
+    run.pairwise_accuracy().write_text(json.dumps(accuracy, indent=1))
     run.log("reward_model", {"heldout_pairwise_accuracy": accuracy["accuracy"],
                              **{f"heldout_accuracy/{k}": v["accuracy"] for k, v in accuracy["by_corruption"].items()}})
     return {"model": str(final), "pairwise_accuracy": accuracy}

@@ -15,10 +15,13 @@ import sys
 import time
 from pathlib import Path
 
+from training.ablation import run_ablation
 from training.cli import parse_config
 from training.config import RunConfig, with_preset
-
-STAGES = ("data", "sft", "reward_model", "grpo", "eval", "export")
+from training.layout import RunDirectory, RunLayout
+from training.models import ModelUnavailableError
+from training.plots import plot_run
+from training.stage import StageFailed, StageRunner, is_main_process, peak_memory, progress_display
 
 
 def explicit_flags(argv: list[str]) -> set[str]:
@@ -32,7 +35,7 @@ def resolve_config(argv: list[str] | None) -> tuple[RunConfig, Path]:
     config = with_preset(parse_config(RunConfig, argv, __doc__.split("\n")[0]), explicit_flags(argv))
     if config.resume:
         run_dir = Path(config.resume)
-        saved = run_dir / "config.json"
+        saved = RunLayout(run_dir).config
         if not saved.exists():
             raise SystemExit(f"error: --resume {run_dir}: no config.json there; pass a run directory made by training.run")
         # The saved config wins, so a resumed run trains under the budget it started with.
@@ -45,86 +48,40 @@ def resolve_config(argv: list[str] | None) -> tuple[RunConfig, Path]:
     return config, Path(config.runs_dir) / name
 
 
-def progress_display(enabled: bool = True):
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
-
-    return Progress(TextColumn("[bold]{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), disable=not enabled)
-
-
 def run_pipeline(config: RunConfig, run_dir: Path, console=None) -> dict:
-    from accelerate import PartialState
-
-    from training import stages
-    from training.plots import plot_run
-
     # Under `accelerate launch` every rank runs this; the trainers share the work, everything else
     # (data, evaluation, export, files) is done once by the main rank while the others wait.
-    state = PartialState()
-    run = stages.RunDirectory(run_dir)
-    if state.is_main_process:
-        (run.path / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    run = RunDirectory(run_dir)
+    if is_main_process():
+        run.config.write_text(json.dumps(config.to_dict(), indent=1))
     outputs: dict = {}
     started = time.perf_counter()
-    with progress_display(state.is_main_process) as progress:
-        tasks = {s: progress.add_task(f"{i}/{len(STAGES)} {s}", total=None, start=False)
-                 for i, s in enumerate(STAGES, 1)}
-
-        def stage(name, fn, *args, everyone: bool = False):
-            done = run.done(name)
-            if done is not None:
-                progress.update(tasks[name], total=1, completed=1, description=f"{name} (done earlier)")
-                return done
-            progress.start_task(tasks[name])
-            t0 = time.perf_counter()
-            if everyone or state.is_main_process:
-                result = fn(*args)
-                result["wall_time_s"] = round(time.perf_counter() - t0, 1)
-                if state.is_main_process:
-                    run.mark_done(name, result)
-            state.wait_for_everyone()
-            task = progress.tasks[tasks[name]]
-            progress.update(tasks[name], total=task.total or 1, completed=task.total or 1)
-            return run.done(name)
-
-        data = stage("data", stages.stage_data, config, run)["data"]
-        base = stages.base_model_path(config, run)
-        policy = base
+    with progress_display(is_main_process()) as progress:
+        stages = StageRunner(run, subprocesses=config.stage_processes, progress=progress)
+        data = stages.run_stage("data")["data"]
+        policy = base = stages.run_stage("base")["model"]
         if config.sft_steps > 0:
-            policy = stage("sft", stages.stage_sft, config, run, base, data, progress, tasks["sft"],
-                           everyone=True)["model"]
+            policy = stages.run_stage("sft", everyone=True, base=base, data=data)["model"]
         reward_model = None
         if config.rm_steps > 0:
-            outputs["reward_model"] = stage("reward_model", stages.stage_reward_model, config, run, policy, data,
-                                            progress, tasks["reward_model"], everyone=True)
+            outputs["reward_model"] = stages.run_stage("reward_model", everyone=True, base=policy, data=data)
             reward_model = outputs["reward_model"]["model"]
-        final = stage("grpo", stages.stage_grpo, config, run, policy, reward_model, data, progress,
-                      tasks["grpo"], everyone=True)["model"]
-        outputs["eval"] = stage("eval", stages.stage_evaluate, config, run, final, data, progress, tasks["eval"])
+        final = stages.run_stage("grpo", everyone=True, policy=policy, reward_model=reward_model, data=data)["model"]
+        outputs["eval"] = stages.run_stage("eval", model=final, data=data)
         if config.export:
-            outputs["export"] = stage("export", export_stage, config, run, final)
-    if not state.is_main_process:
+            outputs["export"] = stages.run_stage("export", model=final)
+    if not is_main_process():
         return outputs
-    outputs["plots"] = [str(p) for p in plot_run(run.path)]
+    outputs["plots"] = [str(p) for p in plot_run(run)]
     outputs["final_model"] = final
     outputs["wall_time_s"] = round(time.perf_counter() - started, 1)
-    (run.path / "summary.json").write_text(json.dumps(outputs, indent=1, default=str))
+    outputs["memory"] = peak_memory(run)
+    run.summary.write_text(json.dumps(outputs, indent=1, default=str))
     return outputs
-
-
-def export_stage(config, run, model: str) -> dict:
-    from training.export import export_model
-
-    # runs/NAME/onnx is where `python -m serving` looks for a run's export (and reuses it).
-    result = export_model(run.path, run.path / "onnx")
-    return {"onnx": str(result.out_dir), "serve": str(result.serve_dir)}
 
 
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
-
-    from training.models import ModelUnavailableError
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -135,13 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     try:
         if config.ablation:
-            from training.ablation import run_ablation
-
             table = run_ablation(config, run_dir)
             console.print(table)
             return 0
         outputs = run_pipeline(config, run_dir, console)
-    except ModelUnavailableError as e:
+    except StageFailed as e:
+        console.print(f"[red]error:[/red] {e}")
+        return e.exit_code
+    except ModelUnavailableError as e:  # under accelerate launch stages run in this process
         console.print(f"[red]error:[/red] {e}")
         return 2
     if "eval" not in outputs:  # a non-main rank under accelerate launch
@@ -149,8 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     scores = outputs["eval"]["scores"]
     for key, value in scores.items():
         console.print(f"  {key:<45} {value:.3f}")
-    console.print(f"run directory: {run_dir}  (config.json, metrics.jsonl, plots/, checkpoints, eval/report.md)")
-    console.print(f"wall time: {outputs['wall_time_s']:.0f} s")
+    layout = RunLayout(run_dir)
+    console.print(f"run directory: {run_dir}  ({layout.config.name}, {layout.metrics.name}, {layout.plots.name}/, "
+                  f"checkpoints, {layout.eval_report().parent.name}/)")
+    console.print(f"wall time: {outputs['wall_time_s']:.0f} s; peak resident memory: parent "
+                  f"{outputs['memory']['parent_mb']} MB + largest stage ({outputs['memory']['largest_stage']}) "
+                  f"{outputs['memory']['parent_plus_largest_stage_mb'] - outputs['memory']['parent_mb']} MB")
     return 0
 
 

@@ -1,88 +1,33 @@
 """The stages of `python -m training.run`, one function each, over one run directory.
 
-A run directory holds `config.json`, `metrics.jsonl` (every logged training number, one JSON
-object per line with its stage and step), `plots/`, and one folder per stage. A stage that
-finishes writes `<stage>/DONE.json` with its outputs; `--resume` skips those and restarts a
-stage cut short from its newest `checkpoint-*`.
+Every stage function has the signature `fn(config, run, progress, **inputs) -> dict`: `inputs` are
+plain strings and flags (model folders, the data folder, the stage's name), so a stage can run in
+this process or in a child process (`training/stage.py` runs them either way), and its outputs
+are what `<stage>/DONE.json` records. Where each file lives is `training/layout.py`'s business.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import random
-import time
 from collections import defaultdict
 from pathlib import Path
 
-from transformers import TrainerCallback
-
+from training.layout import RunDirectory
 from training.records import Capability, CapabilityRecord, dump_records, load_records
+from training.reward_model import train_reward_model
+from training.sft import train_sft
+from training.trainers import Progress, StageCallback, WallClockBudget, lora_config, quiet, save_final
 
-
-class RunDirectory:
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.metrics_path = self.path / "metrics.jsonl"
-
-    def stage(self, name: str) -> Path:
-        folder = self.path / name
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-
-    def done(self, name: str) -> dict | None:
-        marker = self.path / name / "DONE.json"
-        return json.loads(marker.read_text()) if marker.exists() else None
-
-    def mark_done(self, name: str, outputs: dict) -> dict:
-        (self.stage(name) / "DONE.json").write_text(json.dumps(outputs, indent=1, default=str))
-        return outputs
-
-    def log(self, stage: str, values: dict) -> None:
-        with self.metrics_path.open("a") as f:
-            f.write(json.dumps({"stage": stage, "time": round(time.time(), 1), **values}) + "\n")
-
-    def last_checkpoint(self, name: str) -> str | None:
-        from transformers.trainer_utils import get_last_checkpoint
-
-        folder = self.path / name
-        return get_last_checkpoint(str(folder)) if folder.is_dir() else None
-
-
-def quiet(trainer):
-    """Drop the trainer's log printer: the logs go to metrics.jsonl and the progress display shows steps."""
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
-    return trainer
-
-
-class StageCallback(TrainerCallback):
-    """Advances the stage's progress bar and appends the trainer's logs to metrics.jsonl."""
-
-    def __init__(self, run: RunDirectory, stage: str, progress=None, task=None):
-        self.run, self.stage, self.progress, self.task = run, stage, progress, task
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if self.progress is not None:
-            self.progress.update(self.task, total=state.max_steps, completed=state.global_step)
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.progress is not None:
-            self.progress.update(self.task, completed=state.global_step)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs:
-            self.run.log(self.stage, {"step": state.global_step, **logs})
+# The MKGSG output a run needs (`python -m training.mkgsg` writes these names).
+DATA_FILES = ("train.jsonl", "val.jsonl", "test.jsonl", "preferences_train.jsonl", "preferences_val.jsonl")
 
 
 # ---- data ----------------------------------------------------------------------------------
-def stage_data(config, run: RunDirectory) -> dict:
+def stage_data(config, run: RunDirectory, progress: Progress | None = None) -> dict:
     if config.data:
         folder = Path(config.data)
-        missing = [f for f in ("train.jsonl", "test.jsonl", "preferences_train.jsonl", "preferences_val.jsonl")
-                   if not (folder / f).exists()]
+        missing = [f for f in DATA_FILES if not (folder / f).exists()]
         if missing:
             raise FileNotFoundError(f"--data {folder}: missing {missing}; write it with python -m training.mkgsg")
         return {"data": str(folder)}
@@ -133,45 +78,26 @@ def tiny_model(folder: Path, seed: int = 0) -> str:
     return str(folder)
 
 
-def base_model_path(config, run: RunDirectory) -> str:
+def stage_base(config, run: RunDirectory, progress: Progress | None = None) -> dict:
+    """The model training starts from: the embedded model (converted from its GGUF once and cached)
+    or, for tests, a random tiny one. A stage of its own so the conversion runs in a stage's process."""
     from training.models import resolve_model
 
     if config.model == "tiny":
-        return tiny_model(run.stage("base"), config.seed)
-    return resolve_model(config.model)
-
-
-def lora_config(config):
-    if not config.lora:
-        return None
-    from peft import LoraConfig
-
-    return LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
-
-
-def save_final(trainer, tokenizer, folder: Path) -> str:
-    if trainer.accelerator.is_main_process:
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        if hasattr(model, "merge_and_unload"):  # LoRA: export and serving want one plain model
-            model = model.merge_and_unload()
-        model.save_pretrained(str(folder))
-        tokenizer.save_pretrained(str(folder))
-    trainer.accelerator.wait_for_everyone()
-    return str(folder)
+        return {"model": tiny_model(run.stage("base"), config.seed)}
+    return {"model": resolve_model(config.model)}
 
 
 # ---- SFT and reward model (their trainers live in training/sft.py and training/reward_model.py) ----
-def stage_sft(config, run: RunDirectory, base: str, data: str, progress, task) -> dict:
-    from training.sft import train_sft
-
+def stage_sft(config, run: RunDirectory, progress: Progress | None = None, *, base: str, data: str) -> dict:
     train = balanced(load_records(Path(data) / "train.jsonl"), None, config.seed)
-    return {"model": train_sft(config, run, base, train, [StageCallback(run, "sft", progress, task)])}
+    # Early stopping watches the loss on validation records, never test ones.
+    val = balanced(load_records(Path(data) / "val.jsonl"), None, config.seed)[:config.sft_eval_records]
+    return train_sft(config, run, base, train, val, [StageCallback(run, "sft", progress)])
 
 
-def stage_reward_model(config, run: RunDirectory, base: str, data: str, progress, task) -> dict:
-    from training.reward_model import train_reward_model
-
-    return train_reward_model(config, run, base, data, [StageCallback(run, "reward_model", progress, task)])
+def stage_reward_model(config, run: RunDirectory, progress: Progress | None = None, *, base: str, data: str) -> dict:
+    return train_reward_model(config, run, base, data, [StageCallback(run, "reward_model", progress)])
 
 
 # ---- GRPO ----------------------------------------------------------------------------------
@@ -188,8 +114,6 @@ def grpo_dataset(records: list[CapabilityRecord]):
 def grpo_trainer(config, run: RunDirectory, policy: str, reward_model: str | None, data: str, stage: str,
                  capability_aware: bool, callbacks=(), max_steps: int | None = None):
     """Plain TRL GRPO (static base weights, one backward pass) or the capability-aware subclass."""
-    import os
-
     from transformers import AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
@@ -210,7 +134,13 @@ def grpo_trainer(config, run: RunDirectory, policy: str, reward_model: str | Non
                   num_generations=config.num_generations, max_completion_length=config.max_completion_length,
                   learning_rate=config.grpo_learning_rate, logging_steps=1, save_strategy="steps",
                   save_steps=config.save_steps, save_total_limit=1, shuffle_dataset=False,
-                  temperature=1.0, loss_type="dapo", gradient_checkpointing=config.gradient_checkpointing)
+                  temperature=1.0, loss_type="dapo", gradient_checkpointing=config.gradient_checkpointing,
+                  # The wall-clock budget's spent time is restored from the checkpoint on resume.
+                  restore_callback_states_from_checkpoint=True,
+                  # Under a budget the last step is not known in advance, so the rate cannot decay towards it;
+                  # the ablation's plain arm keeps the same schedule as the budgeted arm it is compared with.
+                  lr_scheduler_type="constant_with_warmup" if config.grpo_budget_minutes else "linear",
+                  warmup_steps=min(2, steps) if config.grpo_budget_minutes else 0)
     if capability_aware:
         args = CapabilityGRPOConfig(**common, weights=config.weights, orthogonality=config.orthogonality)
         cls = CapabilityGRPOTrainer
@@ -222,48 +152,68 @@ def grpo_trainer(config, run: RunDirectory, policy: str, reward_model: str | Non
                      processing_class=tokenizer, peft_config=lora_config(config), callbacks=list(callbacks)))
 
 
-def stage_grpo(config, run: RunDirectory, policy: str, reward_model: str | None, data: str, progress, task,
-               stage: str = "grpo", capability_aware: bool = True, run_model: bool = True) -> dict:
-    trainer = grpo_trainer(config, run, policy, reward_model, data, stage, capability_aware,
-                           callbacks=[StageCallback(run, stage, progress, task)])
+def stage_grpo(config, run: RunDirectory, progress: Progress | None = None, *, policy: str,
+               reward_model: str | None, data: str, stage: str = "grpo", capability_aware: bool = True,
+               run_model: bool = True, max_steps: int | None = None, budgeted: bool = True) -> dict:
+    """`max_steps` overrides --grpo_steps; `budgeted=False` ignores --grpo_budget_minutes (the
+    ablation's plain arm takes exactly the steps the capability-aware arm's budget allowed)."""
+    callbacks = [StageCallback(run, stage, progress)]
+    if config.grpo_budget_minutes and budgeted:
+        callbacks.append(WallClockBudget(config.grpo_budget_minutes))
+    trainer = grpo_trainer(config, run, policy, reward_model, data, stage, capability_aware, callbacks=callbacks,
+                           max_steps=max_steps)
     checkpoint = run.last_checkpoint(stage)
     if checkpoint and hasattr(trainer, "load_capability_state"):
         trainer.load_capability_state(checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
     # The pipeline's model is the run's model: `runs/NAME/final`, where export and serving look for
     # it. An ablation arm keeps its model in its own folder, so no arm is mistaken for a trained run.
-    target = run.path / "final" if run_model else run.stage(stage) / "final"
-    return {"model": save_final(trainer, trainer.processing_class, target)}
+    target = run.final if run_model else run.stage_model(stage)
+    out = {"model": save_final(trainer, trainer.processing_class, target), "steps": trainer.state.global_step}
+    budget = WallClockBudget.of(trainer)
+    return out | ({"budget": budget.summary()} if budget else {})
 
 
 # ---- evaluation ----------------------------------------------------------------------------
-def stage_evaluate(config, run: RunDirectory, model: str, data: str, progress, task, stage: str = "eval") -> dict:
+def stage_evaluate(config, run: RunDirectory, progress: Progress | None = None, *, model: str, data: str,
+                   stage: str = "eval") -> dict:
     from training.evaluate.lm import load_language_model
     from training.evaluate.report import EvalReport
     from training.evaluate.runner import default_data, run_benchmark
 
     folder = run.stage(stage)
     test = balanced(load_records(Path(data) / "test.jsonl"), config.eval_per_capability, config.seed)
-    dump_records(test, folder / "capability_test.jsonl")
+    dump_records(test, run.capability_test(stage))
     lm = load_language_model(model, progress=False)
     report = EvalReport(model=model, seed=config.seed, limit=None)
-    jobs = [("capabilities", folder / "capability_test.jsonl", None), *(
+    jobs = [("capabilities", run.capability_test(stage), None), *(
         (name, _benchmark_file(default_data, name), limit) for name, limit in config.benchmark_limits.items())]
-    if progress is not None:
-        progress.update(task, total=len(jobs), completed=0)
-    for name, path, limit in jobs:
+    for done, (name, path, limit) in enumerate(jobs):
+        if progress is not None:
+            progress(done, len(jobs))
         modes = ("loglik",) if name not in ("capabilities", "ifeval") else ("loglik", "generate")
         report.results.append(run_benchmark(lm, name, path, limit=limit, seed=config.seed, modes=modes,
                                             max_new_tokens=config.eval_max_new_tokens,
-                                            predictions_path=folder / f"{name}.predictions.jsonl"))
-        if progress is not None:
-            progress.advance(task)
+                                            predictions_path=run.predictions(name, stage)))
     report.write(folder)
     scores = {f"{r.benchmark}/{k}": v for r in report.results for k, v in r.headline().items()}
     run.log(stage, {"eval": scores})
-    return {"scores": scores, "report": str(folder / "report.json")}
+    return {"scores": scores, "report": str(run.eval_report(stage))}
+
+
+def stage_export(config, run: RunDirectory, progress: Progress | None = None, *, model: str) -> dict:
+    from training.export import export_model
+
+    # runs/NAME/onnx is where `python -m serving` looks for a run's export (and reuses it).
+    result = export_model(run.path, run.onnx)
+    return {"onnx": str(result.out_dir), "serve": str(result.serve_dir)}
 
 
 def _benchmark_file(default_data, name: str) -> Path:
     full = default_data(name)
     return full if full.exists() else default_data(name, sample=True)
+
+
+# The stages by name: how a child process (`python -m training.stage`) finds the function to run.
+STAGE_FUNCTIONS = {"data": stage_data, "base": stage_base, "sft": stage_sft, "reward_model": stage_reward_model,
+                   "grpo": stage_grpo, "eval": stage_evaluate, "export": stage_export}

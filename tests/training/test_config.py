@@ -14,6 +14,11 @@ RESOLVED = [
     ("explicit-flag-wins", ["--preset", "tiny", "--sft_steps", "5"], {"sft_steps": 5, "rm_steps": 2}),
     ("negated-flag-wins", ["--preset", "paper-0.5b", "--no_lora"], {"lora": False, "gradient_checkpointing": True,
                                                                      "grpo_learning_rate": 2e-5}),
+    ("standard-preset-is-early-stopped-and-budgeted", ["--preset", "standard"],
+     {"model": "smollm2-135m", "lora": True, "mkgsg_n": 3000, "sft_eval_steps": 25, "grpo_budget_minutes": 60,
+      "eval_per_capability": 250}),
+    ("standard-budget-from-the-command-line", ["--preset", "standard", "--grpo_budget_minutes", "90"],
+     {"grpo_budget_minutes": 90, "sft_budget_minutes": 45}),
     ("paper-preset-keeps-a-given-model", ["--preset", "paper-0.5b", "--model", "/models/qwen"],
      {"model": "/models/qwen", "lora": True, "grpo_steps": 500}),
 ]
@@ -32,6 +37,8 @@ USAGE_ERRORS = [
     ("one-generation", ["--num_generations", "1"], "at least 2"),
     ("benchmark-without-limit", ["--eval_benchmarks", "medmcqa"], "needs a limit"),
     ("unknown-benchmark", ["--eval_benchmarks", "medqa2:5"], "is not valid"),
+    ("negative-budget", ["--grpo_budget_minutes", "-5"], "must be 0 (off) or positive"),
+    ("early-stopping-without-records", ["--sft_eval_steps", "10", "--sft_eval_records", "0"], "needs validation records"),
 ]
 
 

@@ -134,7 +134,7 @@ def test_paper_preset_trains_a_qwen2_model_with_lora(resumed_run, tmp_path):
 
 
 def test_ablation_trains_every_arm_and_writes_the_table(resumed_run, tmp_path):
-    from training.ablation import ARMS, run_ablation
+    from training.ablation import ARM_NAMES, ARMS, run_ablation
     from training.config import RunConfig, with_preset
 
     run_dir, _, _ = resumed_run
@@ -142,8 +142,12 @@ def test_ablation_trains_every_arm_and_writes_the_table(resumed_run, tmp_path):
     table = run_ablation(config, tmp_path / "ablation", docs=tmp_path / "docs")
     assert (tmp_path / "docs" / "ablation.md").read_text() == table
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
-    assert set(ARMS) <= set(rows)
-    assert "## Verdict" in table and "plain GRPO" in table
+    assert {ARM_NAMES[a] for a in ARMS} <= set(rows)
+    # Every score carries its 95% interval; the paired tests compare capability-aware GRPO with plain GRPO and SFT.
+    assert "[" in rows["capability-aware GRPO"] and "## Paired tests" in table
+    for comparison in ("capability-aware GRPO - plain GRPO", "capability-aware GRPO - SFT"):
+        assert sum(line.startswith(f"| {comparison} | capabilities/") for line in table.splitlines()) >= 1
+    assert "## Verdict" in table and "smallest detectable" in table
     # Both GRPO arms ran the same number of steps; PCGrad's cosines come from the capability-aware arm only.
     metrics = [json.loads(line) for line in (tmp_path / "ablation" / "metrics.jsonl").read_text().splitlines()]
     steps = {arm: [r["step"] for r in metrics if r["stage"] == arm and "loss" in r] for arm in ("grpo", "capability_grpo")}
@@ -153,3 +157,63 @@ def test_ablation_trains_every_arm_and_writes_the_table(resumed_run, tmp_path):
     # No arm is taken for the run's model (serving picks up runs/*/final).
     assert not (tmp_path / "ablation" / "final").exists()
     assert (tmp_path / "ablation" / "capability_grpo" / "final" / "config.json").exists()
+
+
+def test_export_card_run_section_comes_from_the_runs_own_files(resumed_run, tmp_path):
+    from training.export import export_model, find_source
+    from training.layout import RunLayout
+
+    run_dir, _, _ = resumed_run
+    run = RunLayout(run_dir)
+    assert find_source(str(run.final)).run_dir == run_dir and find_source(str(run_dir)).aligned
+    card = export_model(run_dir, tmp_path / "onnx", parity=False).card
+    section = card["run"]
+    assert section["config"] == json.loads(run.config.read_text())
+    assert section["eval"]["scores"] == json.loads(run.done_file("eval").read_text())["scores"]
+    assert set(section["stages"]) >= {"data", "base", "sft", "reward_model", "grpo", "eval"}
+    assert section["stages"]["grpo"]["steps"] == 3
+    assert "## Training run" in (tmp_path / "onnx" / "model_card.md").read_text()
+
+
+STANDARD_STAGES = ["--preset", "tiny", "--rm_steps", "0", "--eval_benchmarks", "medmcqa:2",
+                   # SFT as the standard preset runs it: validation loss every step, early stopping, best model kept.
+                   # At learning rate 0 the validation loss cannot improve after its first measurement, so the
+                   # callback must stop after `patience` more evaluations on any machine, long before --sft_steps.
+                   "--sft_steps", "30", "--sft_eval_steps", "1", "--sft_patience", "2", "--sft_eval_records", "4",
+                   "--sft_learning_rate", "0",
+                   # GRPO under a wall-clock budget that the first step already spends: it stops there, saved.
+                   "--grpo_steps", "20", "--grpo_budget_minutes", "0.001", "--save_steps", "1",
+                   # Stages in this process: the other path of run_stage (the fixture's run takes the child processes).
+                   "--no_stage_processes"]
+
+
+def test_standard_preset_stages_early_stopping_budget_and_resume(resumed_run, tmp_path):
+    from training.layout import RunLayout
+
+    run_dir, _, _ = resumed_run
+    cmd = [sys.executable, "-m", "training.run", *STANDARD_STAGES, "--data", str(run_dir / "data"),
+           "--runs_dir", str(tmp_path), "--name", "standard"]
+    first = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    run = RunLayout(tmp_path / "standard")
+    sft = json.loads(run.done_file("sft").read_text())
+    assert sft["steps"] == 3 and sft["best_checkpoint"].endswith("checkpoint-1"), sft
+    evaluated = [r["eval_loss"] for r in map(json.loads, run.metrics.read_text().splitlines())
+                 if r["stage"] == "sft" and "eval_loss" in r]
+    assert len(evaluated) == 3 and sft["best_eval_loss"] == min(evaluated)
+    grpo = json.loads(run.done_file("grpo").read_text())
+    assert grpo["steps"] == 1 and grpo["budget"]["stopped_by_budget_at_step"] == 1, grpo
+
+    # Stopped after its checkpoint, as a kill would leave it: --resume continues GRPO from checkpoint-1
+    # with the budget already spent there, not a fresh one.
+    spent = json.loads((run.stage_dir("grpo") / "checkpoint-1" / "trainer_state.json").read_text())
+    spent = spent["stateful_callbacks"]["WallClockBudget"]["attributes"]["spent_s"]
+    for stage in ("grpo", "eval"):
+        run.done_file(stage).unlink()
+    resumed = subprocess.run([sys.executable, "-m", "training.run", "--resume", str(run.path)], cwd=REPO, env=_env(),
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    grpo = json.loads(run.done_file("grpo").read_text())
+    assert grpo["budget"]["resumed_from_s"] == pytest.approx(spent) and grpo["steps"] == 2, grpo
+    steps = [r["step"] for r in map(json.loads, run.metrics.read_text().splitlines()) if r["stage"] == "grpo" and "loss" in r]
+    assert steps == [1, 2]

