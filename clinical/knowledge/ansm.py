@@ -159,12 +159,30 @@ class AnsmEntry:
     levels: tuple[tuple[str, str], ...]  # (level as written, its condition / management text)
     mechanism: str
     description: str  # the whole entry text as ANSM prints it
+    # Per level, the ANSM substances its condition text names ("avec la doxazosine"); empty when the
+    # condition is about dose, route or indication rather than a particular substance.
+    named: tuple[frozenset[str], ...] = ()
+
+    def levels_for(self, substances: frozenset[str]) -> tuple[tuple[str, str], ...]:
+        """The levels that can apply to a pair whose ANSM substances are `substances`.
+
+        A class entry with several levels often reserves the strict one for named members
+        ("CONTRE-INDICATION ... avec l'oxybate de sodium"); such a level does not apply to other
+        members. Levels conditioned on dose, route or indication are kept (we cannot see the dose),
+        and if no level is left every level is kept: the source's words, not our filter, decide.
+        """
+        if len(self.levels) < 2 or not self.named:
+            return self.levels
+        kept = tuple(level for level, names in zip(self.levels, self.named) if not names or names & substances)
+        return kept or self.levels
+
+    def severity_for(self, substances: frozenset[str]) -> Grade:
+        """The strictest project grade among the levels that can apply (see levels_for)."""
+        return min((GRADES[fold(level)] for level, _ in self.levels_for(substances)), key=_RANK.__getitem__)
 
     @property
     def severity(self) -> Grade:
-        # Several levels mean the level depends on a condition (dose, route); the strictest one
-        # is the grade, and the summary quotes each level's condition so the card is not overstated.
-        return min((GRADES[fold(level)] for level, _ in self.levels), key=_RANK.__getitem__)
+        return self.severity_for(frozenset())
 
 
 @dataclass
@@ -173,6 +191,7 @@ class AnsmIndex:
     classes: dict[str, frozenset[str]]  # folded class name -> folded member substances
     substance_classes: dict[str, frozenset[str]]  # folded substance -> its classes
     english_of: dict[str, str]  # folded French substance -> canonical English name
+    substances_of: dict[str, frozenset[str]]  # canonical English name -> folded French substances
     mapping_method: dict[str, str]  # folded French substance -> how it was mapped (or why not)
     ansm_names_of: dict[str, frozenset[str]]  # canonical English name -> ANSM names (substance + classes)
     rxnorm_ingredient: dict[str, str]  # RxNorm ingredient code -> folded French substance
@@ -194,6 +213,10 @@ def _load() -> AnsmIndex:
         for cls in classes:
             members[cls].add(substance)
 
+    # Substance names as they appear in condition texts ("la doxazosine"), longest first.
+    names = sorted({re.sub(r"\s*\(.*?\)\s*", " ", s).strip() for s in substance_classes}, key=len, reverse=True)
+    name_pattern = re.compile(r"\b(" + "|".join(re.escape(n) for n in names if len(n) >= 4) + r")\b")
+    base_name = {re.sub(r"\s*\(.*?\)\s*", " ", s).strip(): s for s in substance_classes}
     entries: dict[frozenset[str], list[AnsmEntry]] = defaultdict(list)
     seen: set[tuple] = set()
     for row in _read_json(THESAURUS_FILE):
@@ -204,8 +227,10 @@ def _load() -> AnsmIndex:
         if dedupe in seen or main == plus:
             continue
         seen.add(dedupe)
-        entries[frozenset((main, plus))].append(
-            AnsmEntry(main, plus, levels, " ".join(row["interaction_mechanism"].split()), row["description"].strip()))
+        named = tuple(frozenset(base_name[m] for m in name_pattern.findall(fold(info))) for _, info in levels) \
+            if len(levels) > 1 else ()
+        entries[frozenset((main, plus))].append(AnsmEntry(
+            main, plus, levels, " ".join(row["interaction_mechanism"].split()), row["description"].strip(), named))
 
     english_of: dict[str, str] = {}
     method: dict[str, str] = {}
@@ -215,7 +240,9 @@ def _load() -> AnsmIndex:
         if english:
             english_of[substance] = english
     names_of: dict[str, set[str]] = defaultdict(set)
+    substances_of: dict[str, set[str]] = defaultdict(set)
     for substance, english in english_of.items():
+        substances_of[english].add(substance)
         names_of[english].add(substance)
         names_of[english].update(substance_classes[substance])
 
@@ -238,21 +265,30 @@ def _load() -> AnsmIndex:
         "rxnorm_codes": len(rxnorm),
     }
     return AnsmIndex(dict(entries), {k: frozenset(v) for k, v in members.items()}, substance_classes,
-                     english_of, method, {k: frozenset(v) for k, v in names_of.items()}, rxnorm, stats)
+                     english_of, {k: frozenset(v) for k, v in substances_of.items()}, method,
+                     {k: frozenset(v) for k, v in names_of.items()}, rxnorm, stats)
 
 
 ANSM = LazySource("ansm", _load, depends_on=(DRUGS,))
 
 
-def ansm_names(drug: str) -> frozenset[str]:
-    """Every ANSM substance and class name that stands for this canonical drug (salt forms included)."""
-    index = ANSM.get()
+def _names(drug: str, table: dict[str, frozenset[str]]) -> frozenset[str]:
     out: set[str] = set()
     for name in moieties(drug):
         canonical = normalize_drug(name)
         for key in {name, canonical.name if canonical else name}:
-            out |= index.ansm_names_of.get(key, frozenset())
+            out |= table.get(key, frozenset())
     return frozenset(out)
+
+
+def ansm_substances(drug: str) -> frozenset[str]:
+    """The ANSM substance names (not classes) that stand for this canonical drug."""
+    return _names(drug, ANSM.get().substances_of)
+
+
+def ansm_names(drug: str) -> frozenset[str]:
+    """Every ANSM substance and class name that stands for this canonical drug (salt forms included)."""
+    return _names(drug, ANSM.get().ansm_names_of)
 
 
 def entries_between(drug_a: str, drug_b: str) -> list[tuple[AnsmEntry, str, str]]:
@@ -298,7 +334,8 @@ def risks(text: str) -> list[str]:
     return list(dict.fromkeys(en for fr, en in RISK_TERMS if re.search(r"\b" + re.escape(fr), folded)))
 
 
-def english_summary(drug_a: str, drug_b: str, entry: AnsmEntry, matched_a: str, matched_b: str) -> str:
+def english_summary(drug_a: str, drug_b: str, entry: AnsmEntry, matched_a: str, matched_b: str,
+                    levels: tuple[tuple[str, str], ...] | None = None) -> str:
     """An English sentence from the structured fields: grade, what matched (class or substance), risks."""
     index = ANSM.get()
 
@@ -307,9 +344,10 @@ def english_summary(drug_a: str, drug_b: str, entry: AnsmEntry, matched_a: str, 
             return f"{drug} (ANSM class '{matched}')"
         return drug
 
-    grade = "; ".join(GRADE_LABEL_EN[fold(level)] for level, _ in entry.levels)
-    if len(entry.levels) > 1:
+    levels = levels or entry.levels
+    grade = "; ".join(GRADE_LABEL_EN[fold(level)] for level, _ in levels)
+    if len(levels) > 1:
         grade += " (the level depends on dose or use: see the source text)"
-    named = risks(entry.mechanism + " " + " ".join(info for _, info in entry.levels))
+    named = risks(entry.mechanism + " " + " ".join(info for _, info in levels))
     return (f"{side(drug_a, matched_a)} + {side(drug_b, matched_b)}: {grade}."
             + (f" Risk: {', '.join(named)}." if named else ""))

@@ -49,13 +49,15 @@ def _onc_records(a: str, b: str) -> list[GradedInteraction]:
 def _pair(a: str, b: str) -> tuple[GradedInteraction, ...]:
     """Every statement on one pair of canonical ingredients (a < b), cached: order-sign asks the same pairs."""
     records = _onc_records(a, b)
+    substances = _ansm.ansm_substances(a) | _ansm.ansm_substances(b)
     for entry, matched_a, matched_b in _ansm.entries_between(a, b):
+        levels = entry.levels_for(substances)  # a level reserved for other named substances is left out
         records.append(GradedInteraction(
-            drugs=(a, b), severity=entry.severity, source=_ansm.SOURCE, source_version=_ansm.VERSION,
-            summary=_ansm.english_summary(a, b, entry, matched_a, matched_b),
-            evidence=entry.description, source_grade=" / ".join(level for level, _ in entry.levels),
+            drugs=(a, b), severity=entry.severity_for(substances), source=_ansm.SOURCE,
+            source_version=_ansm.VERSION, summary=_ansm.english_summary(a, b, entry, matched_a, matched_b, levels),
+            evidence=entry.description, source_grade=" / ".join(level for level, _ in levels),
             matched_as=(matched_a, matched_b), mechanism=entry.mechanism or None,
-            management="; ".join(info for _, info in entry.levels if info) or None))
+            management="; ".join(info for _, info in levels if info) or None))
     return tuple(sorted(records, key=lambda r: (_RANK[r.severity], r.source, r.matched_as)))
 
 
