@@ -83,7 +83,21 @@ CURATED_NAMES: dict[str, tuple[str, str]] = {
     "oxybate de sodium": ("sodium oxybate", "French word order"),
     "polystyrene sulfonate de sodium": ("sodium polystyrene sulfonate", "French word order"),
     "strontium": ("strontium ranelate", "the only strontium medicine in the thesaurus"),
+    # The dictionary files "norethisterone" under a combination product; the INN is norethindrone (USAN).
+    "norethisterone": ("norethindrone", "INN norethisterone = USAN norethindrone"),
+    "thyroxines": ("levothyroxine", "the thyroxine medicines (levothyroxine sodium)"),
+    "esclicarbazepine": ("eslicarbazepine", "French spelling (esclicarbazépine) of eslicarbazepine"),
 }
+# Every "insuline humaine ..." preparation (recombinant, isophane, zinc, biphasic) is human insulin.
+_CURATED_PREFIXES = (("insuline humaine", "insulin human", "human insulin preparations"),)
+
+# Spelling rules that land on a different substance: left unmapped on purpose.
+UNMAPPED = {"silicone": "the rule gives 'silicon', an element, not the silicone excipient"}
+
+# Salts the index writes "sodium (citrate de)": the anion words that differ in English.
+_ANIONS_FR_EN = {"chlorure": "chloride", "nitroprussiate": "nitroprusside", "hydroxyde": "hydroxide",
+                 "bicarbonate": "bicarbonate", "citrate": "citrate", "docusate": "docusate", "oxybate": "oxybate",
+                 "picosulfate": "picosulfate", "ricinoleate": "ricinoleate", "trisilicate": "trisilicate"}
 
 # Counter-ions and salt words: "warfarin sodium", "potassium chloride" -> the active moiety the
 # thesaurus lists ("warfarine", "potassium").
@@ -120,6 +134,12 @@ def _spelling_candidates(french: str) -> Iterator[str]:
     -ide/-id (linezolide), -ene/-en (ibuprofene), -ime/-im (trimethoprime), a final -e dropped
     (warfarine is covered by -ine), "acide X-ique" -> "X-ic acid", y <-> i (ciclosporine).
     """
+    salt = re.fullmatch(r"(\w+) \((.+) de\)", french)  # "sodium (citrate de)" = sodium citrate
+    if salt:
+        anion = _ANIONS_FR_EN.get(salt.group(2))
+        if anion:
+            yield f"{salt.group(1)} {anion}"
+        return  # never the bare cation: "sodium (nitroprussiate de)" is not sodium
     name = re.sub(r"\s*\(.*?\)\s*", " ", french).strip()  # "(et, par extrapolation, ...)"
     yield name
     acid = re.fullmatch(r"acide (\w+)ique", name)
@@ -139,12 +159,18 @@ def _spelling_candidates(french: str) -> Iterator[str]:
 def english_name(french: str) -> tuple[str | None, str]:
     """(canonical English name, how it was found) for a French substance; (None, why) if unmapped."""
     key = fold(french)
-    if key in CURATED_NAMES:
-        english, why = CURATED_NAMES[key]
+    if key in UNMAPPED:
+        return None, f"left unmapped: {UNMAPPED[key]}"
+    prefixed = next(((en, why) for fr, en, why in _CURATED_PREFIXES if key.startswith(fr)), None)
+    if key in CURATED_NAMES or prefixed:
+        english, why = CURATED_NAMES.get(key) or prefixed  # type: ignore[misc]
         drug = normalize_drug(english)
         return (drug.name if drug else english), f"curated: {why}"
     for candidate in _spelling_candidates(key):
         drug = normalize_drug(candidate)
+        # A dictionary synonym that leads to a combination product is not this single substance.
+        if drug is not None and (", " in drug.name or " and " in drug.name) and drug.name != candidate:
+            continue
         if drug is not None:
             return drug.name, ("exact" if candidate == key else f"spelling rule: {key} -> {candidate}")
     return None, "no dictionary name after accent folding and INN spelling rules"
@@ -255,16 +281,23 @@ def _load() -> AnsmIndex:
                 rxnorm.setdefault(code.strip(), fold(substance))
 
     named = {n for pair in entries for n in pair}
+    members = {k: frozenset(v) for k, v in members.items()}
+
+    def usable(name: str) -> bool:  # stands for at least one drug the dictionary knows
+        return name in english_of or any(m in english_of for m in members.get(name, ()))
+
     stats = {
         "entries": sum(len(v) for v in entries.values()),
         "substances": len(substance_classes),
         "substances_mapped": len(english_of),
         "classes": len(members),
         "entry_names": len(named),
-        "entry_names_resolvable": len({n for n in named if n in english_of or n in members}),
+        "entry_names_usable": sum(1 for n in named if usable(n)),
+        "entries_usable": sum(len(v) for pair, v in entries.items() if all(usable(n) for n in pair)),
         "rxnorm_codes": len(rxnorm),
+        "rxnorm_codes_mapped": sum(1 for s in rxnorm.values() if s in english_of),
     }
-    return AnsmIndex(dict(entries), {k: frozenset(v) for k, v in members.items()}, substance_classes,
+    return AnsmIndex(dict(entries), members, substance_classes,
                      english_of, {k: frozenset(v) for k, v in substances_of.items()}, method,
                      {k: frozenset(v) for k, v in names_of.items()}, rxnorm, stats)
 
