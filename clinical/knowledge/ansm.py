@@ -106,6 +106,7 @@ _SALT_WORDS = frozenset({
     "sulfate", "citrate", "maleate", "mesylate", "tartrate", "bitartrate", "besylate", "acetate",
     "succinate", "fumarate", "phosphate", "hyclate", "monohydrate", "dihydrate", "trihydrate",
     "hydrocholoride",  # sic: Synthea's amiodarone display
+    "mononitrate", "dinitrate",  # ANSM lists the isosorbide nitrates as "isosorbide"
 })
 
 
