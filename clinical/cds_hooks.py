@@ -17,7 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from clinical.fhir import FHIRInputError, PatientContext, merge_bundles, parse_patient, resources_of
 from clinical.guardrails import Finding, check_orders
 from clinical.guardrails.models import fail_closed, unavailable
-from clinical.guardrails.patient_checks import allergy_findings, interaction_findings
+from clinical.guardrails.patient_checks import (
+    allergy_findings,
+    interaction_findings,
+    unidentified_medication_findings,
+)
 
 SPEC = "https://cds-hooks.hl7.org/2.0/"
 SOURCE_LABEL = "BalancedBio clinical safety checks"
@@ -329,6 +333,7 @@ def review_patient(patient: PatientContext) -> list[Finding]:
     """Findings among what the patient already takes: interactions and allergy conflicts."""
     drugs = patient.medication_drugs()
     findings = interaction_findings(drugs, []) if len(drugs) > 1 else []
+    findings += unidentified_medication_findings(patient)  # never silent about what was not checked
     for drug in drugs:
         findings += allergy_findings(drug, patient, "an active medication is")
     return findings

@@ -51,6 +51,7 @@ class Medication(BaseModel):
     system: str | None = None
     code: str | None = None
     status: str | None = None
+    unidentified_reason: str | None = None  # set when `drugs` is empty: why, for the "not checked" card
 
     @property
     def drug(self) -> str | None:
@@ -205,33 +206,17 @@ def _date_part(value: str | None) -> str | None:
 
 
 def resolve_drugs(*texts: str | None) -> list[str]:
-    """Canonical drug names in the texts: exact name first, else drug mentions in the text."""
+    """Canonical ingredient names of the first text the knowledge base identifies (names, brands,
+    combinations such as "Percocet" or "amoxicillin / clavulanate", RxNorm codes); [] if none."""
     from clinical.knowledge import get_knowledge_base
 
     kb = get_knowledge_base()
     for text in texts:
-        if not text:
-            continue
-        drug = kb.normalize_drug(text)
-        found = [drug.name] if drug is not None else list(dict.fromkeys(m.drug.name for m in kb.find_drugs(text)))
-        if found:
-            return _components(found)
+        if text and text.strip():
+            found = kb.identify_drug(text)
+            if found.identified:
+                return list(found.ingredients)
     return []
-
-
-def _components(names: list[str]) -> list[str]:
-    """Combination products ("trimethoprim/sulfamethoxazole", from Bactrim) as their ingredients,
-    because interactions and allergy classes are listed per ingredient."""
-    from clinical.knowledge import get_knowledge_base
-
-    out: list[str] = []
-    for name in names:
-        parts = [get_knowledge_base().normalize_drug(p) for p in name.split("/")] if "/" in name else []
-        if parts and all(parts):
-            out.extend(p.name for p in parts)
-        else:
-            out.append(name)
-    return list(dict.fromkeys(out))
 
 
 # --- the parser ---------------------------------------------------------------------------------
@@ -289,11 +274,18 @@ class _Builder:
                 (c for c in r.get("contained") or [] if ref == f"#{c.get('id')}"), None)
             concept = (med or {}).get("code") or {"text": r["medicationReference"].get("display")}
         system, code, display = _first_coding(concept)
-        if not display:
-            self.ignored[f"{r['resourceType']} whose medication has no name"] += 1
+        if not display and not code:
+            self.ignored[f"{r['resourceType']} whose medication has no name or code"] += 1
             return
-        drugs = resolve_drugs(display, (concept or {}).get("text"))
-        self.ctx.medications.append(Medication(text=display, drugs=drugs, system=system, code=code, status=status))
+        from clinical.knowledge import get_knowledge_base
+
+        # A medication given only by a code is kept (labelled by its code) and identified from it;
+        # one that cannot be identified keeps the reason, so checks report it as not checked.
+        found = get_knowledge_base().identify_medication(concept, (r.get("medicationReference") or {}).get("display"))
+        text = display or f"{_coded('', system, code).strip(' ()') or code}"
+        self.ctx.medications.append(Medication(
+            text=text, drugs=list(found.ingredients), system=system, code=code, status=status,
+            unidentified_reason=None if found.identified else found.reason))
 
     def allergy(self, r: dict) -> None:
         clinical, verification = _status(r.get("clinicalStatus")), _status(r.get("verificationStatus"))

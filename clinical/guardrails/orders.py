@@ -6,29 +6,40 @@ pattern rejects); an order whose drug cannot be identified is reported, never sk
 
 from __future__ import annotations
 
-from clinical.fhir import PatientContext, resolve_drugs
-from clinical.guardrails.models import Finding, fail_closed, unavailable
+from clinical.fhir import PatientContext
+from clinical.guardrails.models import Finding, fail_closed
 from clinical.guardrails.output_checks import _dedupe
 from clinical.guardrails.patient_checks import (
     allergy_findings,
     contraindication_findings,
     dose_findings,
     interaction_findings,
+    unidentified_findings,
+    unidentified_medication_findings,
 )
+from clinical.guardrails.patient_rules import patient_rule_findings
+from clinical.knowledge import DrugIdentity, Unidentified, get_knowledge_base
 
 _PER_DAY = {"d": 1.0, "h": 24.0, "min": 1440.0, "wk": 1 / 7, "mo": 1 / 30}
 _MG = {"mg": 1.0, "g": 1000.0, "ug": 0.001, "mcg": 0.001}
 
 
-def order_drugs(order: dict) -> tuple[str, list[str]]:
-    """(label, canonical drugs) of one MedicationRequest dict."""
-    concept = order.get("medicationCodeableConcept") or {}
-    codings = concept.get("coding") or []
-    texts = [c.get("display") for c in codings] + [concept.get("text"),
-                                                    (order.get("medicationReference") or {}).get("display")]
+def order_identity(order: dict) -> tuple[str, DrugIdentity | Unidentified]:
+    """(label, what the drug is) of one MedicationRequest dict: RxNorm codes, displays, text, reference."""
+    concept = order.get("medicationCodeableConcept")
+    reference = (order.get("medicationReference") or {}).get("display")
+    codings = (concept or {}).get("coding") or [] if isinstance(concept, dict) else []
+    texts = [c.get("display") for c in codings if isinstance(c, dict)] + [(concept or {}).get("text"), reference]
     texts = [t for t in texts if isinstance(t, str) and t.strip()]
-    label = texts[0] if texts else "unnamed medication"
-    return label, resolve_drugs(*texts)
+    codes = [f"code {c.get('code')}" for c in codings if isinstance(c, dict) and c.get("code")]
+    label = (texts or codes or ["unnamed medication"])[0]
+    return label, get_knowledge_base().identify_medication(concept, reference)
+
+
+def order_drugs(order: dict) -> tuple[str, list[str]]:
+    """(label, canonical ingredients) of one MedicationRequest dict; [] when it cannot be identified."""
+    label, found = order_identity(order)
+    return label, list(found.ingredients)
 
 
 def _daily_mg(order: dict) -> tuple[float, str] | None:
@@ -54,7 +65,10 @@ def _daily_mg(order: dict) -> tuple[float, str] | None:
 
 @fail_closed("orders")
 def check_orders(draft_medications: list[dict], patient: PatientContext | None) -> list[Finding]:
-    """Interaction, allergy, contraindication and dose findings for draft MedicationRequests."""
+    """Interaction, allergy, contraindication, patient-rule and dose findings for draft MedicationRequests.
+
+    Every order and active medication that cannot be identified gets a "not checked" finding.
+    """
     if not isinstance(draft_medications, list):
         raise TypeError("draft_medications must be a list of MedicationRequest dicts")
     findings: list[Finding] = []
@@ -62,26 +76,24 @@ def check_orders(draft_medications: list[dict], patient: PatientContext | None) 
     for order in draft_medications:
         if not isinstance(order, dict) or order.get("resourceType") != "MedicationRequest":
             continue  # NutritionOrder, ServiceRequest...: not a drug order
-        label, drugs = order_drugs(order)
-        if not drugs:
-            findings.append(unavailable("orders:drug-identification", what="drug not recognised")
-                            .model_copy(update={
-                                "severity": "warning",
-                                "summary": f"Drug not recognised, not checked: {label}"[:140],
-                                "detail": f"'{label}' matches no drug in the knowledge base, so allergy, "
-                                          f"interaction and dose checks were not done for it.",
-                                "suggested_action": "Check this order manually, or code it with RxNorm."}))
+        label, found = order_identity(order)
+        if not found.identified:
+            findings += unidentified_findings([(label, found.reason)], "The ordered drug")
             continue
+        drugs = list(found.ingredients)
         new.extend(d for d in drugs if d not in new)
         daily = _daily_mg(order)
         if daily and len(drugs) == 1:
             findings += dose_findings(drugs[0], daily[0], daily[1])
+    # Active medications nobody could identify: their interactions with the order were not checked.
+    findings += unidentified_medication_findings(patient)
     if not new:
-        return findings
+        return _dedupe(findings)
     current = [d for d in (patient.medication_drugs() if patient else []) if d not in new]
     findings += interaction_findings(new, current)
     if patient is not None:
         for drug in new:
             findings += allergy_findings(drug, patient, "the order is for")
             findings += contraindication_findings(drug, patient)
+            findings += patient_rule_findings(drug, patient)
     return _dedupe(findings)

@@ -15,13 +15,16 @@ from clinical.guardrails.rules import (
     BETA_LACTAM_NEIGHBOURS,
     BETA_LACTAM_SOURCE,
     CONTRAINDICATIONS,
+    CRITICAL_CLASS_ALLERGIES,
     MAX_DAILY_DOSE,
     MESH_CLASSES,
     ONC_CROSS_REACTIVE_CLASSES,
     SULFONAMIDE_NODE,
     SULFONAMIDE_STEM,
 )
-from clinical.knowledge import get_knowledge_base
+from clinical.guardrails.patient_rules import pregnancy_rule
+from clinical.knowledge import GradedInteraction, get_knowledge_base
+from clinical.knowledge.ansm import SOURCE as ANSM_SOURCE
 from clinical.knowledge.interactions import DATA_DIR
 
 
@@ -85,12 +88,16 @@ def allergy_findings(drug: str, patient: PatientContext, verb: str) -> list[Find
             shared = classes & drug_classes(allergen)
             if shared:
                 cls = sorted(shared)[0]
+                # A penicillin allergy label means avoid every penicillin until an allergist removes it
+                # (AAAAI/ACAAI 2022 practice parameter), whatever criticality the record gives.
+                always = cls in CRITICAL_CLASS_ALLERGIES
                 out.append(Finding(
-                    kind="allergy", severity="critical" if critical else "warning",
+                    kind="allergy", severity="critical" if critical or always else "warning",
                     summary=f"Cross-reactivity: {drug} and allergy to {allergen} ({cls})",
                     detail=f"{drug} belongs to the same class ({cls}) as {allergy.substance}, to which the "
                            f"patient is allergic (criticality {allergy.criticality or 'not recorded'}).",
-                    evidence=[f"FHIR:AllergyIntolerance:{allergen}", _class_evidence(cls)],
+                    evidence=[f"FHIR:AllergyIntolerance:{allergen}", _class_evidence(cls)]
+                    + ([BETA_LACTAM_SOURCE] if always else []),
                     suggested_action="Avoid unless an allergist confirms tolerance; pick another class.",
                 ))
                 break
@@ -109,36 +116,81 @@ def allergy_findings(drug: str, patient: PatientContext, verb: str) -> list[Find
     return out
 
 
+_GRADE_WORD = {"critical": "Serious", "warning": "Precaution", "info": "Minor"}
+_ACTION = {
+    "critical": "Avoid the combination; if it cannot be avoided, document why and monitor as the source says.",
+    "warning": "The combination needs a precaution (dose change or monitoring): see the source text.",
+    "info": "Usually no action; be aware of the interaction.",
+}
+
+
+def _short_source(x: GradedInteraction) -> str:
+    return f"ANSM {x.source_version}" if x.source == ANSM_SOURCE else x.source.split(" (")[0]
+
+
+def interaction_finding(a: str, b: str, statements: list[GradedInteraction]) -> Finding:
+    """One finding per drug pair, at the strictest grade any source gives, every statement as evidence."""
+    top = statements[0]  # graded_interactions sorts strictest first
+    sources = list(dict.fromkeys(_short_source(x) for x in statements))
+    detail = " ".join(
+        f"[{x.citation}; grade {x.source_grade} -> {x.severity}] {x.summary}"
+        + (f" Source text: \"{' '.join(x.evidence.split())[:400]}\"" if x.source == ANSM_SOURCE else "")
+        for x in statements)
+    evidence = [f"{_short_source(x)}:{x.source_grade}:{x.matched_as[0]}+{x.matched_as[1]}" for x in statements]
+    return Finding(
+        kind="interaction", severity=top.severity,
+        summary=f"{_GRADE_WORD[top.severity]} interaction: {a} + {b} ({', '.join(sources)})",
+        detail=detail, evidence=evidence, suggested_action=_ACTION[top.severity])
+
+
 def interaction_findings(new_drugs: list[str], current: list[str]) -> list[Finding]:
-    """ONC-listed interactions between each new drug and the current ones (and among new ones)."""
-    out = []
+    """Graded interactions (ONC and ANSM) between each new drug and the current ones, and among new ones.
+
+    A drug that cannot be identified raises KnowledgeError, which fail_closed turns into a critical
+    finding: an unknown name must not pass as "no interaction".
+    """
+    kb = get_knowledge_base()
+    by_pair: dict[tuple[str, str], list[GradedInteraction]] = {}
     everything = list(dict.fromkeys(current + new_drugs))
-    # strict: an unknown name must not pass silently (raises -> fail_closed makes it critical).
-    for x in get_knowledge_base().interactions(everything, strict=True):
-        if x.drug_a not in new_drugs and x.drug_b not in new_drugs:
-            continue  # an interaction the patient already lives with is not this answer's doing
-        high = x.severity == "high"
-        list_id = "ONC-high-priority" if high else "ONC-non-interruptive"
-        out.append(Finding(
-            kind="interaction", severity="critical" if high else "info",
-            summary=f"{'High-priority' if high else 'Low-priority'} interaction: {x.drug_a} + {x.drug_b}",
-            detail=f"{x.drug_a} and {x.drug_b} are on the {x.source} list"
-                   + (f" (classes: {x.classes[0]} / {x.classes[1]})." if x.classes else "."),
-            evidence=[f"{list_id}:{x.drug_a}+{x.drug_b}", f"DrugBank:{x.evidence[0]}", f"DrugBank:{x.evidence[1]}"],
-            suggested_action="Avoid the combination or monitor closely; consider an alternative." if high
-            else "Usually no action; be aware of the interaction.",
-        ))
-    return out
+    for i, x in enumerate(everything):
+        for y in everything[i + 1:]:
+            if x not in new_drugs and y not in new_drugs:
+                continue  # an interaction the patient already lives with is not this order's doing
+            statements = kb.interactions_between(x, y)
+            if statements:
+                by_pair[(x, y)] = statements
+    return [interaction_finding(a, b, st) for (a, b), st in by_pair.items()]
+
+
+def unidentified_findings(labels_and_reasons: list[tuple[str, str]], where: str) -> list[Finding]:
+    """A 'not checked' finding for each drug nobody could identify: never silence (DESIGN, security rules)."""
+    return [Finding(
+        kind="safety_check_unavailable", severity="warning",
+        summary=f"Drug not recognised, not checked: {label}"[:140],
+        detail=f"{where} '{label}' could not be identified ({reason}), so allergy, interaction and "
+               f"patient checks were not done for it.",
+        evidence=[f"guardrail:drug-identification:{where}"],
+        suggested_action="Check this drug by hand, or record it with an RxNorm code or generic name.")
+        for label, reason in labels_and_reasons]
+
+
+def unidentified_medication_findings(patient: PatientContext | None) -> list[Finding]:
+    """Active medications the parser could not identify (e.g. given only by an unknown code)."""
+    if patient is None:
+        return []
+    return unidentified_findings(
+        [(m.text, m.unidentified_reason or "no drug name matched") for m in patient.medications if not m.drugs],
+        "The active medication")
 
 
 def contraindication_findings(drug: str, patient: PatientContext) -> list[Finding]:
-    out = []
+    """Label contraindications with active conditions, and a teratogen in a recorded pregnancy."""
+    pregnancy = pregnancy_rule(drug, patient)
+    out = [pregnancy] if pregnancy is not None and pregnancy.severity == "critical" else []
     for rule in CONTRAINDICATIONS:
         if drug not in rule.drugs:
             continue
         hit = None
-        if rule.pregnancy and patient.pregnant:
-            hit = "pregnancy"
         for condition in patient.conditions:
             text = condition.display.lower()
             if condition.code in rule.condition_codes or any(t in text for t in rule.condition_terms):

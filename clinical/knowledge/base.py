@@ -10,8 +10,11 @@ import functools
 from collections.abc import Iterable, Iterator
 
 # Module aliases keep them apart from the parameters called `drugs` and `phenotypes` below.
+from clinical.knowledge import ansm as _ansm
 from clinical.knowledge import drugs as _drugs
+from clinical.knowledge import graded as _graded
 from clinical.knowledge import icd10 as _icd10
+from clinical.knowledge import identify as _identify
 from clinical.knowledge import interactions as _interactions
 from clinical.knowledge import phenotype_matching as _matching
 from clinical.knowledge import phenotypes as _phenotypes
@@ -20,13 +23,16 @@ from clinical.knowledge.models import (
     Disease,
     DiseaseMatch,
     Drug,
+    DrugIdentity,
     DrugMention,
+    GradedInteraction,
     Icd10Chapter,
     Icd10Code,
     Interaction,
     KnowledgeError,
     LoadStats,
     Phenotype,
+    Unidentified,
 )
 
 _SOURCES = {
@@ -34,6 +40,7 @@ _SOURCES = {
     "hpo": _phenotypes.HPO,
     "drugs": _drugs.DRUGS,
     "interactions": _interactions.INTERACTIONS,
+    "ansm": _ansm.ANSM,
 }
 
 
@@ -49,6 +56,18 @@ class KnowledgeBase:
     def find_drugs(self, text: str) -> list[DrugMention]:
         """Drug mentions in free text, with character offsets."""
         return _drugs.find_drugs(text)
+
+    def identify_drug(self, text_or_code: str) -> DrugIdentity | Unidentified:
+        """Name, brand, combination ("amoxicillin / clavulanate") or RxNorm code ("314076") -> ingredients.
+
+        Never guesses: what it cannot identify comes back as Unidentified(query, reason), which
+        every check must report as "not checked".
+        """
+        return _identify.identify_drug(text_or_code)
+
+    def identify_medication(self, concept: dict | None, text: str | None = None) -> DrugIdentity | Unidentified:
+        """A FHIR CodeableConcept (RxNorm codings, displays, text) -> ingredients, or Unidentified."""
+        return _identify.identify_medication(concept, text)
 
     def drug_by_drugbank_id(self, drugbank_id: str) -> Drug | None:
         return _drugs.drug_by_drugbank_id(drugbank_id)
@@ -121,6 +140,18 @@ class KnowledgeBase:
     def iter_interaction_pairs(self, severity: str | None = None) -> Iterator[Interaction]:
         return _interactions.iter_interaction_pairs(severity)
 
+    def interactions_between(self, drug_a: str, drug_b: str) -> list[GradedInteraction]:
+        """Graded statements (ONC and ANSM) on two drugs, strictest first; each names source and version.
+
+        Names, brands, combinations and RxNorm codes are accepted; a combination is checked per
+        ingredient. KnowledgeError if either drug cannot be identified (never an empty "no interaction").
+        """
+        return _graded.interactions_between(drug_a, drug_b)
+
+    def graded_interactions(self, drugs: Iterable[str]) -> list[GradedInteraction]:
+        """interactions_between over every pair of the drugs, each statement once, strictest first."""
+        return _graded.graded_interactions(drugs)
+
     # --- loading -------------------------------------------------------------------------------
 
     def load_stats(self) -> dict[str, LoadStats]:
@@ -130,7 +161,7 @@ class KnowledgeBase:
     def preload(self, sources: Iterable[str] | None = None) -> dict[str, LoadStats]:
         """Load sources now rather than on first use (a server's startup, a benchmark).
 
-        sources: any of "icd10", "hpo", "drugs", "interactions"; all of them by default.
+        sources: any of "icd10", "hpo", "drugs", "interactions", "ansm"; all of them by default.
         """
         names = list(sources) if sources is not None else list(_SOURCES)
         unknown = [n for n in names if n not in _SOURCES]

@@ -111,3 +111,63 @@ class DiseaseMatch(NamedTuple):
 
     disease: Disease
     score: float  # fraction of the query phenotypes the disease is annotated with, 0..1
+
+
+# --- Graded interactions (ONC + ANSM) and drug identification ----------------------------------
+
+Grade = Literal["critical", "warning", "info"]
+
+
+@dataclass(frozen=True)
+class GradedInteraction:
+    """One source's statement that two drugs interact, with a project grade and the source's words.
+
+    Several sources (or several ANSM entries, e.g. a substance entry and a class entry) may speak
+    about the same pair; each is its own record so that none of their evidence is merged away.
+    """
+
+    drugs: tuple[str, str]  # canonical English names, alphabetical
+    severity: Grade  # the project's grade (see docs/guardrails.md for the mapping)
+    source: str  # "ANSM Thésaurus des interactions médicamenteuses", "ONC high-priority (Phansalkar 2012)"
+    source_version: str  # "2020-10" for the ANSM thesaurus; the dataset snapshot for ONC
+    summary: str  # English, built from the structured fields (grade, the entries matched, management)
+    evidence: str  # the source's own text, verbatim (French for ANSM)
+    source_grade: str  # the source's level(s) as written: "CONTRE-INDICATION", "high priority"
+    matched_as: tuple[str, str]  # the source entries that matched drugs[0] / drugs[1] ("ANTIVITAMINES K")
+    mechanism: str | None = None  # source text, where the source gives one
+    management: str | None = None  # source text ("what to do"), where the source gives one
+
+    @property
+    def citation(self) -> str:
+        return f"{self.source}, version {self.source_version}"
+
+
+@dataclass(frozen=True)
+class DrugIdentity:
+    """What a drug mention, FHIR coding or RxNorm code is, as the ingredients the checks look up."""
+
+    query: str  # what was asked about, as given
+    ingredients: tuple[str, ...]  # canonical English names, one per active ingredient
+    method: str  # dictionary | combination | brand-table | rxnorm-table | rxnorm-display | text-mentions
+    source: str  # where the identification comes from (a source name, with a line or version)
+    rxnorm: str | None = None  # the RxNorm code that was resolved, if any
+
+    @property
+    def identified(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class Unidentified:
+    """A drug the knowledge base could not identify: checks must report it as not checked."""
+
+    query: str
+    reason: str  # says what was tried, so the card can tell the clinician what to do
+
+    @property
+    def identified(self) -> bool:
+        return False
+
+    @property
+    def ingredients(self) -> tuple[str, ...]:
+        return ()

@@ -46,7 +46,7 @@ OUTPUT = [
     ("pregnancy_contraindication", "Lisinopril 10 mg daily.", ["contraindication"]),
     ("asthma_contraindication", "Propranolol 40 mg twice daily.", ["contraindication"]),
     ("dose_above_max", "Acetaminophen 1500 mg four times a day.", ["dose"]),
-    ("negated_drug_ignored", "Avoid amoxicillin; use azithromycin.", []),
+    ("negated_drug_ignored", "Avoid amoxicillin; use doxycycline.", []),
     ("unhedged_diagnosis", "The patient has lupus.", ["diagnostic_certainty"]),
     ("hedged_diagnosis", "This is likely lupus; consider ANA testing.", []),
 ]
@@ -69,7 +69,9 @@ ORDERS = [
                                                                        "doseAndRate": [{"doseQuantity": {"value": 800, "code": "mg"}}]}])], ["dose"]),
     ("unknown_drug_reported", [_order("Zzyzxol 5 MG")], ["safety_check_unavailable"]),
     ("non_drug_order_ignored", [{"resourceType": "NutritionOrder", "status": "draft"}], []),
-    ("clean_order", [_order("Azithromycin 250 MG")], []),
+    # Not on the ONC lists, but an ANSM "précaution d'emploi" with the patient's simvastatin.
+    ("ansm_precaution_order", [_order("Azithromycin 250 MG")], ["interaction"]),
+    ("clean_order", [_order("Cetirizine 10 MG")], []),
 ]
 
 
