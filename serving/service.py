@@ -597,10 +597,14 @@ def _mount_optional_apps() -> None:
     except Exception:
         log.exception("CDS Hooks not mounted at /cds-services")
     try:
-        from ui.app import build_ui, prepare_for_mount
+        from ui.app import build_ui, harden, prepare_for_mount
 
-        # Gradio 6 needs its theme and config set before a bare mount, or /ui/ answers 500.
-        bentoml.gradio.mount_gradio_app(prepare_for_mount(build_ui()), path="/ui")(BalancedBio)
+        # Gradio 6 needs its theme and config set before a bare mount, or /ui/ answers 500; the UI
+        # passes the service's own URL (never the Host header) and its hardening is set again after
+        # the mount, which resets show_error and max_file_size.
+        blocks = prepare_for_mount(build_ui(SETTINGS.api_url))
+        bentoml.gradio.mount_gradio_app(blocks, path="/ui")(BalancedBio)
+        harden(blocks)
     except Exception:
         log.exception("UI not mounted at /ui")
 

@@ -45,8 +45,22 @@ def prepare_for_mount(blocks: gr.Blocks, theme: str = "default") -> gr.Blocks:
     blocks.head_paths, blocks.css_paths = [], []
     blocks._set_html_css_theme_variables()
     blocks.ssr_mode = False
+    harden(blocks)
     blocks.transpile_to_js()
     blocks.config = blocks.get_config_file()
+    # Gradio checks that a file named in a request was uploaded (is in its upload folder) only once
+    # the Blocks "has launched"; a bare mount never launches, so a FileData naming any server path
+    # was copied into the cache and handed to the function. Mounted is launched, as far as that goes.
+    blocks.has_launched = True
+    return blocks
+
+
+def harden(blocks: gr.Blocks) -> gr.Blocks:
+    """Settings `bentoml.gradio.mount_gradio_app` overrides (show_error=True, max_file_size=None):
+    call again after mounting. Gradio's own errors (e.g. "Cannot move <server path> ...") then stay
+    in the server log; the handlers answer with their own messages, which never name a server path."""
+    blocks.show_error = False
+    blocks.max_file_size = patients.MAX_UPLOAD_BYTES  # Gradio's upload route refuses larger files (bytes)
     return blocks
 
 
@@ -308,7 +322,6 @@ def build_ui(api_url: str | None = None) -> gr.Blocks:
         for button, outcome in ((accept_btn, "accept"), (override_btn, "override"), (edit_btn, "edit")):
             button.click(feedback_for(outcome), feedback_in, feedback_out)
 
-    demo.max_file_size = patients.MAX_UPLOAD_BYTES  # Gradio's upload route refuses larger files (bytes)
     return prepare_for_mount(demo)
 
 
