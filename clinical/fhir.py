@@ -14,6 +14,7 @@ every request for nothing. An unknown resourceType is still an error.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from datetime import date, datetime
 from typing import Any
@@ -347,8 +348,7 @@ class _Builder:
 def _value(holder: dict) -> tuple[float | str | None, str | None]:
     if "valueQuantity" in holder:
         q = holder["valueQuantity"]
-        v = q.get("value")
-        return (float(v) if v is not None else None), q.get("unit") or q.get("code")
+        return _number(q.get("value")), q.get("unit") or q.get("code")
     if "valueCodeableConcept" in holder:
         return _first_coding(holder["valueCodeableConcept"])[2], None
     for key in ("valueInteger", "valueBoolean"):
@@ -356,6 +356,20 @@ def _value(holder: dict) -> tuple[float | str | None, str | None]:
             return str(holder[key]), None
     # valueString is free text and may name people; it is never copied.
     return None, None
+
+
+def _number(v: Any) -> float | None:
+    """A Quantity's value as a finite float; ValueError (made a FHIRInputError by the caller) for NaN,
+    infinities and numbers a float cannot hold (JSON allows 1 followed by 400 zeros)."""
+    if v is None:
+        return None
+    try:
+        number = float(v)
+    except OverflowError:
+        raise ValueError("valueQuantity.value is out of range (too large for a measurement)") from None
+    if not math.isfinite(number):
+        raise ValueError(f"valueQuantity.value must be a finite number, got {v!r}")
+    return number
 
 
 def _subject_ref(r: dict) -> str | None:
@@ -419,16 +433,30 @@ def parse_patient(payload: dict, *, as_of: date | None = None, patient_id: str |
             continue
         if rtype == "Patient":
             if chosen is not None and r is chosen[0]:
-                builder.patient(r)
+                _read(builder.patient, r, place)
             continue
         ref = _subject_ref(r)
         if ref and any(ref == o or ref.endswith("/" + o) for o in others):
             builder.ignored[f"{rtype} of another patient in the Bundle"] += 1
             continue
-        {"Condition": builder.condition, "MedicationRequest": builder.medication,
-         "MedicationStatement": builder.medication, "AllergyIntolerance": builder.allergy,
-         "Observation": builder.observation}[rtype](r)
+        handler = {"Condition": builder.condition, "MedicationRequest": builder.medication,
+                   "MedicationStatement": builder.medication, "AllergyIntolerance": builder.allergy,
+                   "Observation": builder.observation, "Patient": builder.patient}[rtype]
+        _read(handler, r, place)
     return builder.finish()
+
+
+def _read(handler, resource: dict, place: str) -> None:
+    """Run one reader; a value valid in the schema but unusable (a date before year 1, a number out
+    of a float's range, NaN) becomes a FHIRInputError naming the resource, never a crash."""
+    try:
+        handler(resource)
+    except FHIRInputError:
+        raise
+    except (ValueError, OverflowError, ArithmeticError, TypeError) as exc:
+        where = place if place.startswith("entry[") else None
+        raise FHIRInputError(f"{_where(resource, where)} has a value this service cannot use ({exc}). "
+                             "Fix the value (a real date, a finite number in range) and resend.") from None
 
 
 def resources_of(payload: dict, resource_type: str) -> list[dict]:

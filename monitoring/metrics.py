@@ -252,3 +252,69 @@ def series_names() -> frozenset[str]:
         for family in metric.describe()
         for suffix in suffixes[family.type]
     )
+
+
+# -- BentoML's own request series ------------------------------------------------------------------
+class _FoldedEndpoint:
+    """A BentoML metric whose `endpoint` label is folded by `normalize_endpoint` before use."""
+
+    def __init__(self, metric: Any):
+        self._metric = metric
+
+    def labels(self, *args: Any, **kwargs: Any) -> Any:
+        if "endpoint" in kwargs:
+            kwargs["endpoint"] = normalize_endpoint(kwargs["endpoint"])
+        return self._metric.labels(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._metric, name)
+
+
+def bounded_traffic_metrics_class():
+    """BentoML's RunnerTrafficMetricsMiddleware with its `endpoint` label bounded.
+
+    BentoML (1.4) labels ``bentoml_service_request_*`` with the raw request path, so every unknown
+    URL, Gradio event id or upload path became a new series (unbounded cardinality, request-derived
+    label values). The subclass wraps the metric objects its ``_setup`` creates, so only route
+    templates (``ENDPOINTS``) or ``"other"`` reach a label; BentoML's code is not copied."""
+    from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
+
+    class BoundedTrafficMetrics(RunnerTrafficMetricsMiddleware):
+        def _setup(self, *args: Any, **kwargs: Any) -> None:
+            super()._setup(*args, **kwargs)
+            for name in ("metrics_request_duration", "metrics_request_total", "metrics_request_in_progress",
+                         "metrics_websocket_connections", "metrics_websocket_data_received",
+                         "metrics_websocket_data_sent"):
+                if hasattr(self, name) and not isinstance(getattr(self, name), _FoldedEndpoint):
+                    setattr(self, name, _FoldedEndpoint(getattr(self, name)))
+
+    BoundedTrafficMetrics.__name__ = BoundedTrafficMetrics.__qualname__ = "BoundedTrafficMetrics"
+    return BoundedTrafficMetrics
+
+
+def install_bounded_traffic_metrics() -> bool:
+    """Make BentoML's service app use BoundedTrafficMetrics. BentoML imports the middleware class
+    from its module when it builds the app (after the service module is imported), so rebinding the
+    module attribute is the hook it offers. False when BentoML is not installed."""
+    try:
+        from bentoml._internal.server.http import instruments
+    except ImportError:
+        return False
+    if getattr(instruments.RunnerTrafficMetricsMiddleware, "__name__", "") != "BoundedTrafficMetrics":
+        instruments.RunnerTrafficMetricsMiddleware = bounded_traffic_metrics_class()
+    return True
+
+
+def reduce_exposition(content: str) -> str:
+    """A Prometheus text exposition cut to the ``balancedbio_*`` families (BALANCEDBIO_METRICS_ACCESS=reduced):
+    BentoML's and the Python runtime's series are dropped, so a public /metrics shows only what the
+    dashboards and alerts of deploy/ read, every label of which is bounded (see the module docstring)."""
+    keep, lines = False, []
+    for line in content.splitlines():
+        if line.startswith(("# HELP ", "# TYPE ")):
+            keep = line.split()[2].startswith(PREFIX + "_")
+        elif not line.startswith("#"):
+            keep = line.startswith(PREFIX + "_")
+        if keep:
+            lines.append(line)
+    return "\n".join(lines) + "\n"

@@ -71,13 +71,17 @@ def _wire_metrics() -> None:
 
 
 def allowed_fhir_servers() -> list[str]:
-    """FHIR base URLs this service may call with a client's token (BALANCEDBIO_FHIR_SERVERS,
-    comma-separated prefixes). Empty: never fetch, rely on prefetch (and say so on the card)."""
-    return [s.strip() for s in os.environ.get("BALANCEDBIO_FHIR_SERVERS", "").split(",") if s.strip()]
+    """FHIR base URLs this service may call with a client's token (BALANCEDBIO_FHIR_SERVERS: exact
+    origin plus base path). Empty: never fetch, rely on prefetch (and say so on the card)."""
+    from serving.config import fhir_servers
+
+    return fhir_servers()
 
 
 def _default_factory(fhir_server: str, token: str | None) -> FHIRClient:
-    if not any(fhir_server.startswith(prefix) for prefix in allowed_fhir_servers()):
+    from serving.config import fhir_server_allowed
+
+    if not fhir_server_allowed(fhir_server, allowed_fhir_servers()):
         raise PermissionError("FHIR server not in BALANCEDBIO_FHIR_SERVERS")
     return FHIRClient(fhir_server, token)
 
@@ -86,43 +90,70 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def create_cds_app(record_feedback: Callable[[dict], None] | None = None, fhir_client_factory: FhirClientFactory | None = None,
-                   jwt_settings: JWTSettings | None = None):
-    """The CDS Hooks ASGI app.
+UNSIGNED_CLIENT = "unsigned"
+NO_ISSUERS = ("CDS Hooks has no trusted JWT issuers configured, so every call is refused: the operator must set "
+              "BALANCEDBIO_CDS_JWT_ISSUERS and BALANCEDBIO_CDS_PUBLIC_URL (or, for development only, "
+              "BALANCEDBIO_CDS_ALLOW_UNSIGNED=1)")
 
-    jwt_settings None: read from the environment (JWTSettings.from_env); with nothing configured
-    there either, JWT checks are off and a warning says so (tests, local use only)."""
+
+def create_cds_app(record_feedback: Callable[[dict], object] | None = None,
+                   fhir_client_factory: FhirClientFactory | None = None, jwt_settings: JWTSettings | None = None,
+                   allow_unsigned: bool | None = None, max_feedback_items: int = 20,
+                   record_cards: Callable[[str, str, list[str]], None] | None = None):
+    """The CDS Hooks ASGI app; it fails closed.
+
+    jwt_settings None: read from the environment (JWTSettings.from_env). With no issuers anywhere,
+    every call is refused with 401 unless `allow_unsigned` (default: BALANCEDBIO_CDS_ALLOW_UNSIGNED=1),
+    a development switch that is logged as a warning. With issuers, the expected audience must be
+    fixed (`audience` or `public_base_url`): the app refuses to be built otherwise.
+    record_feedback(item) stores one feedback item (idempotent per card and outcome; a LookupError
+    means the card was not returned to this client: 404); record_cards(service_id, client, uuids)
+    remembers which client received which cards. Both run in a worker thread, never on the event loop."""
     _wire_metrics()
     jwt_settings = jwt_settings if jwt_settings is not None else JWTSettings.from_env()
+    if allow_unsigned is None:
+        allow_unsigned = os.environ.get("BALANCEDBIO_CDS_ALLOW_UNSIGNED", "").strip().lower() in ("1", "true", "yes", "on")
     if jwt_settings is None:
-        log.warning("CDS Hooks JWT verification is OFF: set BALANCEDBIO_CDS_JWT_ISSUERS in production")
+        if allow_unsigned:
+            log.warning("CDS Hooks accepts UNSIGNED calls (BALANCEDBIO_CDS_ALLOW_UNSIGNED=1): development only; "
+                        "set BALANCEDBIO_CDS_JWT_ISSUERS and BALANCEDBIO_CDS_PUBLIC_URL in production")
+        else:
+            log.warning("CDS Hooks refuses every call (401): %s", NO_ISSUERS)
+    elif not (jwt_settings.audience or jwt_settings.public_base_url):
+        raise ValueError("CDS Hooks JWT verification needs a fixed audience: set BALANCEDBIO_CDS_PUBLIC_URL to the "
+                         "public URL EHRs call (e.g. https://cds.example.org/cds-services)")
     factory = fhir_client_factory or _default_factory
     verifier = JWTVerifier(jwt_settings) if jwt_settings is not None else None
     stats: Counter = Counter()
 
-    def authorise(request: Request) -> JSONResponse | None:
+    async def authorise(request: Request) -> JSONResponse | str:
+        """The calling client (JWT issuer, or "unsigned" with the development switch) or a 401."""
         if verifier is None:
-            return None
+            if allow_unsigned:
+                return UNSIGNED_CLIENT
+            stats["auth_refused"] += 1
+            return JSONResponse({"error": f"unauthorized: {NO_ISSUERS}"}, status_code=401,
+                                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         try:
             # spec: `aud` is the CDS Service endpoint called; its feedback endpoint accepts the same.
-            endpoint = str(request.url.replace(query="")).removesuffix("/feedback")
-            if jwt_settings.public_base_url:
-                endpoint = f"{jwt_settings.public_base_url.rstrip('/')}/{request.path_params['service_id']}"
-            verifier.verify(request.headers.get("authorization"), endpoint)
+            # The audience is the configured public URL, never the Host header the caller sent.
+            audience = jwt_settings.expected_audience(request.path_params["service_id"])
+            # A JWKS fetch is blocking network I/O (up to its timeout): off the event loop.
+            claims = await run_in_threadpool(verifier.verify, request.headers.get("authorization"), audience)
         except JWTVerificationError as exc:
             stats["auth_refused"] += 1
             return JSONResponse({"error": f"unauthorized: {exc}"}, status_code=401,
                                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-        return None
+        return str(claims["iss"])
 
     async def accept(request: Request, model: type[pydantic.BaseModel], what: str):
-        """(service_id, parsed body) of a POST, or the error response: 404, 401, 413 or 400."""
+        """(service_id, parsed body, client) of a POST, or the error response: 404, 401, 413 or 400."""
         service_id = request.path_params["service_id"]
         if service_id not in cds_hooks.SERVICES_BY_ID:
             return _error(404, f"no CDS service {service_id!r}; GET the discovery endpoint for the list")
-        refused = authorise(request)
-        if refused:
-            return refused
+        client = await authorise(request)
+        if isinstance(client, JSONResponse):
+            return client
         body = await request.body()
         if len(body) > MAX_BODY:
             return _error(413, f"request body over {MAX_BODY} bytes")
@@ -133,7 +164,7 @@ def create_cds_app(record_feedback: Callable[[dict], None] | None = None, fhir_c
         if not isinstance(data, dict):
             return _error(400, "body must be a JSON object")
         try:
-            return service_id, model.model_validate(data)
+            return service_id, model.model_validate(data), client
         except pydantic.ValidationError as exc:
             return _error(400, f"invalid {what}: " + "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5]))
@@ -145,7 +176,7 @@ def create_cds_app(record_feedback: Callable[[dict], None] | None = None, fhir_c
         accepted = await accept(request, cds_hooks.HookRequest, "CDS Hooks request")
         if isinstance(accepted, JSONResponse):
             return accepted
-        service_id, hook_request = accepted
+        service_id, hook_request, caller = accepted
         client = None
         if hook_request.fhirServer:
             token = hook_request.fhirAuthorization.access_token if hook_request.fhirAuthorization else None
@@ -165,28 +196,55 @@ def create_cds_app(record_feedback: Callable[[dict], None] | None = None, fhir_c
             if client is not None:
                 client.close()
         stats[f"calls:{service_id}"] += 1
-        return JSONResponse(response.model_dump(exclude_none=True))
+        payload = response.model_dump(exclude_none=True)
+        if record_cards is not None:
+            uuids = [c["uuid"] for c in payload.get("cards") or [] if c.get("uuid")]
+            try:
+                await run_in_threadpool(record_cards, service_id, caller, uuids)
+            except Exception as exc:  # feedback on these cards will be refused; the cards still go out
+                log.error("CDS cards not recorded: %s", type(exc).__name__)
+        return JSONResponse(payload)
 
     async def feedback(request: Request) -> JSONResponse:
         accepted = await accept(request, cds_hooks.FeedbackRequest, "feedback")
         if isinstance(accepted, JSONResponse):
             return accepted
-        service_id, parsed = accepted
+        service_id, parsed, caller = accepted
+        if len(parsed.feedback) > max_feedback_items:
+            return _error(413, f"{len(parsed.feedback)} feedback items in one request; send at most "
+                          f"{max_feedback_items} per request")
+        records = []
         for item in parsed.feedback:
             reason = item.overrideReason.reason.code if item.overrideReason and item.overrideReason.reason else None
-            record = {"service_id": service_id, "card": item.card, "outcome": item.outcome,
-                      "override_reason": reason,
-                      "override_comment": item.overrideReason.userComment if item.overrideReason else None,
-                      "accepted_suggestions": [s.id for s in item.acceptedSuggestions or []],
-                      "outcome_timestamp": item.outcomeTimestamp}
-            if record_feedback is not None:
-                try:
-                    record_feedback(record)
-                except Exception as exc:
-                    log.error("CDS feedback not stored: %s", type(exc).__name__)
-                    return _error(503, "feedback could not be stored; send it again later")
-            stats[f"feedback:{item.outcome}"] += 1
-            _count_feedback(item.outcome)
+            records.append({"service_id": service_id, "card": item.card, "outcome": item.outcome, "client": caller,
+                            "override_reason": reason,
+                            "override_comment": item.overrideReason.userComment if item.overrideReason else None,
+                            "accepted_suggestions": [s.id for s in item.acceptedSuggestions or []],
+                            "outcome_timestamp": item.outcomeTimestamp})
+
+        def store_all() -> list[bool]:
+            """Whether each item was new (a repeat of a stored card+outcome is not counted again)."""
+            new = []
+            for record in records:
+                if record_feedback is None:
+                    new.append(True)
+                    continue
+                result = record_feedback(record)
+                new.append(result is not False)  # the callback returns False for a repeat
+            return new
+
+        try:
+            # Database writes (an fsync each) in a worker thread: the event loop keeps serving probes.
+            new = await run_in_threadpool(store_all)
+        except LookupError as exc:
+            return _error(404, f"{exc}; send feedback only on cards this service returned to you")
+        except Exception as exc:
+            log.error("CDS feedback not stored: %s", type(exc).__name__)
+            return _error(503, "feedback could not be stored; send it again later")
+        for record, is_new in zip(records, new):
+            if is_new:
+                stats[f"feedback:{record['outcome']}"] += 1
+                _count_feedback(record["outcome"])
         return JSONResponse({})
 
     app = Starlette(routes=[
@@ -195,4 +253,6 @@ def create_cds_app(record_feedback: Callable[[dict], None] | None = None, fhir_c
         Route("/{service_id}/feedback", feedback, methods=["POST"]),
     ])
     app.state.stats = stats
+    app.state.unsigned = verifier is None and allow_unsigned
+    app.state.refusing = verifier is None and not allow_unsigned
     return app

@@ -62,8 +62,22 @@ class JWTSettings:
             assert isinstance(issuers, dict) and all(isinstance(v, str) for v in issuers.values())
         except (ValueError, AssertionError):
             raise ValueError('BALANCEDBIO_CDS_JWT_ISSUERS must be a JSON object {"issuer": "https://.../jwks.json"}') from None
-        return cls(issuers={iss: TrustedIssuer(iss, {}, url) for iss, url in issuers.items()},
-                   public_base_url=env.get("BALANCEDBIO_CDS_PUBLIC_URL") or None)
+        public = (env.get("BALANCEDBIO_CDS_PUBLIC_URL") or "").strip() or None
+        if public is None:
+            # Without it the expected audience would come from the request's own Host header, which
+            # the caller chooses: a token minted for another service would pass.
+            raise ValueError("BALANCEDBIO_CDS_JWT_ISSUERS is set but BALANCEDBIO_CDS_PUBLIC_URL is not: set it to the "
+                             "public URL EHRs call, e.g. https://cds.example.org/cds-services (the JWT audience "
+                             "is that URL plus /{service_id})")
+        return cls(issuers={iss: TrustedIssuer(iss, {}, url) for iss, url in issuers.items()}, public_base_url=public)
+
+    def expected_audience(self, service_id: str) -> str:
+        """The one audience a token for `service_id` must carry (never derived from the request)."""
+        if self.audience:
+            return self.audience
+        if not self.public_base_url:
+            raise JWTVerificationError("the server has no CDS public URL configured (BALANCEDBIO_CDS_PUBLIC_URL)")
+        return f"{self.public_base_url.rstrip('/')}/{service_id}"
 
 
 class ReplayCache:
@@ -90,12 +104,16 @@ class JWTVerifier:
         self.settings = settings
         self.replay = ReplayCache()
         self._jwks: dict[str, jwt.PyJWKClient] = {}
+        self._lock = threading.Lock()
 
     def _key(self, issuer: TrustedIssuer, kid: str | None, token: str):
         if kid and kid in issuer.keys:
             return issuer.keys[kid]
         if issuer.jwks_url:
-            client = self._jwks.setdefault(issuer.jwks_url, jwt.PyJWKClient(issuer.jwks_url, cache_keys=True, timeout=5))
+            # PyJWKClient caches the key set (lifespan 300 s) and each key; one client per URL.
+            with self._lock:
+                client = self._jwks.setdefault(issuer.jwks_url, jwt.PyJWKClient(
+                    issuer.jwks_url, cache_keys=True, lifespan=300, timeout=5))
             try:
                 return client.get_signing_key_from_jwt(token).key
             except jwt.PyJWKClientError as exc:

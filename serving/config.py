@@ -47,6 +47,21 @@ class Settings:
     store_raw: bool = False  # keep question, patient and answer text in the audit trail
     max_batch: int = 8
     threads: int = 0  # 0: all cores
+    # -- security settings (docs/security.md) --
+    # CDS Hooks without configured JWT issuers refuses every call unless this development switch is on.
+    cds_allow_unsigned: bool = False
+    # FHIR servers the service may fetch from (the UI's "FHIR server" tab, CDS Hooks' fhirServer):
+    # exact origin plus base path, e.g. "https://fhir.example.org/r4".
+    fhir_servers: tuple[str, ...] = ()
+    # /metrics: "open" (everyone), "key" (an API key or a metrics key), "reduced" (only balancedbio_* series).
+    metrics_access: str = "open"
+    metrics_keys: tuple[str, ...] = field(repr=False, default=())
+    # key ids (the 12-hex prefix of a key's SHA-256, as logged and audited) whose /v1/chat/completions
+    # skip the guardrails: an operator's choice for a trusted batch client, never a caller's.
+    chat_unchecked_key_ids: tuple[str, ...] = ()
+    # The service's own base URL, used by the mounted UI (never the request's Host header).
+    api_url: str | None = None
+    max_feedback_items: int = 20  # CDS Hooks feedback items per request
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -66,7 +81,67 @@ class Settings:
             store_raw=_flag("BALANCEDBIO_STORE_RAW"),
             max_batch=_int("BALANCEDBIO_MAX_BATCH", 8),
             threads=_int("BALANCEDBIO_ORT_THREADS", 0, low=0),
+            cds_allow_unsigned=_flag("BALANCEDBIO_CDS_ALLOW_UNSIGNED"),
+            fhir_servers=fhir_servers(),
+            metrics_access=_choice("BALANCEDBIO_METRICS_ACCESS", ("open", "key", "reduced"), "open"),
+            metrics_keys=tuple(_list("BALANCEDBIO_METRICS_KEYS")),
+            chat_unchecked_key_ids=tuple(k.lower() for k in _list("BALANCEDBIO_CHAT_UNCHECKED_KEY_IDS")),
+            api_url=(os.environ.get("BALANCEDBIO_API_URL") or "").strip().rstrip("/") or None,
+            max_feedback_items=_int("BALANCEDBIO_CDS_MAX_FEEDBACK_ITEMS", 20),
         )
+
+
+def _list(name: str) -> list[str]:
+    return [v.strip() for v in os.environ.get(name, "").split(",") if v.strip()]
+
+
+def _choice(name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = os.environ.get(name, "").strip().lower() or default
+    if value not in allowed:
+        raise SettingsError(f"{name}={value!r} must be one of {', '.join(allowed)}")
+    return value
+
+
+def fhir_servers() -> list[str]:
+    """BALANCEDBIO_FHIR_SERVERS: comma-separated FHIR base URLs (scheme, host, port and base path).
+    A URL is allowed only when its origin matches one exactly and its path is that base path or
+    below it (see `fhir_server_allowed`)."""
+    from urllib.parse import urlsplit
+
+    out = []
+    for url in _list("BALANCEDBIO_FHIR_SERVERS"):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+                or parts.username or parts.password:
+            raise SettingsError(f"BALANCEDBIO_FHIR_SERVERS entry {url!r} must be http(s)://host[:port]/base-path, "
+                                "with no query, fragment or credentials")
+        out.append(url.rstrip("/"))
+    return out
+
+
+def fhir_server_allowed(url: str, allowed: list[str] | tuple[str, ...]) -> bool:
+    """True when `url` is one of the allowed FHIR bases (or a path below one): same scheme, host and
+    port exactly, path equal to the base path or under it, no dot segments, credentials or query."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit((url or "").strip())
+        port = parts.port
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or parts.username or parts.password or parts.query or parts.fragment:
+        return False
+    segments = parts.path.split("/")
+    if any(s in (".", "..") or "%2e" in s.lower() or "%2f" in s.lower() for s in segments):
+        return False
+    path = parts.path.rstrip("/")
+    for base in allowed:
+        b = urlsplit(base)
+        same_origin = (b.scheme, (b.hostname or "").lower(), b.port) == (parts.scheme, (parts.hostname or "").lower(), port)
+        base_path = b.path.rstrip("/")
+        if same_origin and (path == base_path or path.startswith(base_path + "/")):
+            return True
+    return False
 
 
 def load_keys() -> list[str]:

@@ -91,6 +91,15 @@ class Usage(BaseModel):
     total_tokens: int
 
 
+class SafetyReport(BaseModel):
+    """The `balancedbio` extension of a chat completion (also the last stream chunk's): the same
+    input and output checks as /consult. Mirrored in the X-BalancedBio-Checked, -Escalated,
+    -Findings (count) and -Finding-Kinds response headers (input findings only, when streaming)."""
+    checked: bool = Field(description="false only for a key the operator listed in BALANCEDBIO_CHAT_UNCHECKED_KEY_IDS")
+    escalated: bool = Field(description="true: the input checks answered instead of the model")
+    findings: list[dict[str, Any]]
+
+
 class ChatCompletion(BaseModel):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
@@ -99,6 +108,7 @@ class ChatCompletion(BaseModel):
     choices: list[Choice]
     usage: Usage
     aligned: bool = Field(description="false: the untouched base model, not the BalancedBio-aligned one")
+    balancedbio: SafetyReport | None = Field(None, description="BalancedBio extension: the guardrails' verdict")
 
 
 class ModelCard(BaseModel):
@@ -149,6 +159,14 @@ class FeedbackRequest(BaseModel):
         if self.outcome == "edit" and not (self.edited_answer or "").strip():
             raise ValueError("an edit needs edited_answer: the answer as the clinician corrected it")
         return self
+
+
+class FhirPatientRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fhir_server: str = Field(min_length=1, max_length=2048, description="a base URL listed in BALANCEDBIO_FHIR_SERVERS")
+    patient_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9\-.]{1,64}$",
+                            description="the FHIR logical id of the Patient")
+    token: str | None = Field(None, max_length=8192, description="bearer token for the FHIR server (not stored)")
 
 
 class FeedbackResponse(BaseModel):

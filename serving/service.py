@@ -3,7 +3,8 @@
 HTTP API (the contract, with examples, is serving/README.md):
     GET  /v1/models, POST /v1/chat/completions   OpenAI-compatible (stream true/false)
     POST /consult, /consult_stream               question + optional FHIR patient -> answer + findings
-    POST /feedback                               accept / override / edit of a consult
+    POST /feedback                               accept / override / edit of a consult (once per outcome, own key)
+    POST /v1/fhir/patient                        a patient's record from an allow-listed FHIR server (the UI's)
     /cds-services (CDS Hooks), /ui (Gradio), /livez, /readyz, /metrics (BentoML's own)
 
 The routes live in one FastAPI app mounted at "/" (BentoML mounts passively: only paths the app
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -31,13 +33,16 @@ with bentoml.importing():
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
+    import anyio
+
     from serving import consult as consult_pipeline
+    from serving import safety
     from serving.auth import ApiError, BodyLimit, KeyRing, RateLimiter
-    from serving.config import Settings, ensure_base_export, find_model
+    from serving.config import Settings, ensure_base_export, fhir_server_allowed, find_model
     from serving.engine import GenerationOutput, OnnxEngine, PromptTooLong, SamplingParams
     from serving.schemas import (ChatCompletion, ChatCompletionRequest, Choice, ConsultRequest, ConsultResponse,
-                                 ErrorResponse, FeedbackRequest, FeedbackResponse, ModelCard, ModelList,
-                                 ResponseMessage, Usage)
+                                 ErrorResponse, FeedbackRequest, FeedbackResponse, FhirPatientRequest, ModelCard,
+                                 ModelList, ResponseMessage, Usage)
     from serving.store import Store
 
 log = logging.getLogger("balancedbio.service")
@@ -158,6 +163,10 @@ async def list_models(key_id: str = Depends(authorized)) -> ModelList:
 
 @app.post("/v1/chat/completions", response_model=ChatCompletion, responses=ERRORS)
 async def chat_completions(body: ChatCompletionRequest, key_id: str = Depends(authorized)):
+    """OpenAI-compatible chat through the same safety pipeline as /consult (serving/safety.py): the
+    input checks may escalate (the model is not called), the output checks report findings in the
+    `balancedbio` field and the X-BalancedBio-* headers. Only keys an operator lists in
+    BALANCEDBIO_CHAT_UNCHECKED_KEY_IDS skip the checks (and the response says checked=false)."""
     service = svc()
     engine = service.ready_engine()
     if body.model and body.model not in (engine.name, "balancedbio", "default"):
@@ -165,20 +174,34 @@ async def chat_completions(body: ChatCompletionRequest, key_id: str = Depends(au
                        "(see GET /v1/models)")
     max_tokens = _max_tokens(body.max_completion_tokens or body.max_tokens)
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
-    ids = await run_in_threadpool(_encode, engine, messages, max_tokens)
+    checked = key_id not in SETTINGS.chat_unchecked_key_ids
+    check = await run_in_threadpool(safety.check_chat, messages, service.control_tokens(engine), checked)
+    _count_dict_findings(check.findings)
+    ids = None if check.escalation else await run_in_threadpool(_encode, engine, check.messages, max_tokens)
     params = SamplingParams(max_new_tokens=max_tokens, temperature=body.temperature or 0.0, top_p=body.top_p or 1.0,
                             seed=body.seed, stop=body.stop_list())
     consult_id, created = str(uuid.uuid4()), int(time.time())
     question = json.dumps(messages)
+    headers = check.headers()
+
+    async def finish(out: GenerationOutput | None, answer: str, finish_reason: str) -> dict:
+        findings = await run_in_threadpool(safety.finish_chat, check, answer)
+        summary = [{k: f.get(k) for k in ("kind", "severity", "summary")} for f in findings]
+        await service.audit("/v1/chat/completions", consult_id, key_id, question, None, out, check.escalation is not None,
+                            answer=answer, findings=summary, finish_reason=finish_reason)
+        return check.report(findings)
 
     if not body.stream:
-        out = await engine.acomplete(ids, params)
-        await service.audit("/v1/chat/completions", consult_id, key_id, question, None, out, escalated=False)
-        return ChatCompletion(id=f"chatcmpl-{consult_id}", created=created, model=engine.name,
-                              choices=[Choice(message=ResponseMessage(content=out.text), finish_reason=out.finish_reason)],
-                              usage=Usage(prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens,
-                                          total_tokens=out.prompt_tokens + out.completion_tokens),
-                              aligned=engine.aligned)
+        out = None if ids is None else await engine.acomplete(ids, params)
+        answer = check.escalation if out is None else out.text
+        report = await finish(out, answer, "escalated" if out is None else out.finish_reason)
+        completion = ChatCompletion(
+            id=f"chatcmpl-{consult_id}", created=created, model=engine.name,
+            choices=[Choice(message=ResponseMessage(content=answer), finish_reason=out.finish_reason if out else "stop")],
+            usage=Usage(prompt_tokens=out.prompt_tokens if out else 0, completion_tokens=out.completion_tokens if out else 0,
+                        total_tokens=(out.prompt_tokens + out.completion_tokens) if out else 0),
+            aligned=engine.aligned, balancedbio=report)
+        return JSONResponse(completion.model_dump(mode="json"), headers=headers)
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
@@ -188,35 +211,85 @@ async def chat_completions(body: ChatCompletionRequest, key_id: str = Depends(au
                                           "created": created, "model": engine.name, "aligned": engine.aligned,
                                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
                                           **extra}) + "\n\n"
-        yield chunk({"role": "assistant", "content": ""})
+        streamed, audited = [], False
         try:
-            async for item in engine.astream(ids, params):
-                if isinstance(item, GenerationOutput):
-                    yield chunk({}, item.finish_reason)
-                    if include_usage:
-                        usage = Usage(prompt_tokens=item.prompt_tokens, completion_tokens=item.completion_tokens,
-                                      total_tokens=item.prompt_tokens + item.completion_tokens)
-                        yield "data: " + json.dumps({"id": f"chatcmpl-{consult_id}", "object": "chat.completion.chunk",
-                                                     "created": created, "model": engine.name, "choices": [],
-                                                     "usage": usage.model_dump()}) + "\n\n"
-                    await service.audit("/v1/chat/completions", consult_id, key_id, question, None, item, False)
-                else:
-                    yield chunk({"content": item})
+            yield chunk({"role": "assistant", "content": ""})
+            if ids is None:
+                streamed.append(check.escalation)
+                yield chunk({"content": check.escalation})
+                report = await finish(None, check.escalation, "escalated")
+                audited = True
+                yield chunk({}, "stop", balancedbio=report)
+            else:
+                async for item in engine.astream(ids, params):
+                    if isinstance(item, GenerationOutput):
+                        report = await finish(item, item.text, item.finish_reason)
+                        audited = True
+                        yield chunk({}, item.finish_reason, balancedbio=report)
+                        if include_usage:
+                            usage = Usage(prompt_tokens=item.prompt_tokens, completion_tokens=item.completion_tokens,
+                                          total_tokens=item.prompt_tokens + item.completion_tokens)
+                            yield "data: " + json.dumps({"id": f"chatcmpl-{consult_id}", "object": "chat.completion.chunk",
+                                                         "created": created, "model": engine.name, "choices": [],
+                                                         "usage": usage.model_dump()}) + "\n\n"
+                    else:
+                        streamed.append(item)
+                        yield chunk({"content": item})
         except Exception as e:  # headers are sent: report in-band, as OpenAI does
             log.exception("streaming generation failed")
             _count("record_error", "model")
+            await _audit_unfinished(service, "/v1/chat/completions", consult_id, key_id, question, streamed,
+                                    check.escalation is not None, "error")
+            audited = True
             yield "data: " + json.dumps({"error": {"type": "internal_error", "message": type(e).__name__}}) + "\n\n"
+        finally:
+            if not audited:  # the client went away mid-stream: the id it holds must still be in the store
+                await _audit_unfinished(service, "/v1/chat/completions", consult_id, key_id, question, streamed,
+                                        check.escalation is not None, "disconnected")
         yield "data: [DONE]\n\n"
 
-    return StreamingResponse(events(), media_type="text/event-stream")
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+async def _audit_unfinished(service, endpoint: str, consult_id: str, key_id: str, question: str, streamed: list[str],
+                            escalated: bool, finish_reason: str, patient=None) -> None:
+    """Audit a stream that did not reach its end. Shielded: after a disconnect the task is being
+    cancelled, and an unshielded await would be cancelled before the row is written."""
+    with anyio.CancelScope(shield=True):
+        try:
+            await service.audit(endpoint, consult_id, key_id, question, patient, None, escalated,
+                                answer="".join(streamed), findings=[], finish_reason=finish_reason)
+        except Exception:
+            log.exception("audit of an unfinished stream failed")
+            _count("record_error", "storage")
+
+
+def _count_dict_findings(findings: list) -> None:
+    """Findings made here as dicts (control tokens) bypass the guardrails' listeners: count them."""
+    for f in findings:
+        if isinstance(f, dict):
+            _count("record_finding", f.get("kind", "other"), f.get("severity", "info"))
 
 
 # -- clinical ------------------------------------------------------------------------------------------
+def _prepare(question: str, patient: dict | None, tokens: tuple[str, ...]):
+    """consult.prepare with control tokens neutralised in the question and in the FHIR-derived summary."""
+    question, found_q = safety.neutralise(question, tokens)
+    c = consult_pipeline.prepare(question, patient)
+    c.patient_summary, found_p = safety.neutralise(c.patient_summary, tokens)
+    if found_q:
+        c.findings.append(safety.control_token_finding(found_q, "question"))
+    if found_p:
+        c.findings.append(safety.control_token_finding(found_p, "patient record"))
+    _count_dict_findings([f for f in c.findings if isinstance(f, dict)])
+    return c
+
+
 async def _consult_start(body: ConsultRequest):
     service = svc()
     engine = service.ready_engine()
     max_tokens = _max_tokens(body.max_tokens)
-    c = await run_in_threadpool(consult_pipeline.prepare, body.question, body.patient)
+    c = await run_in_threadpool(_prepare, body.question, body.patient, service.control_tokens(engine))
     ids = None if c.escalation else await run_in_threadpool(_encode, engine, c.messages(), max_tokens)
     return service, engine, c, ids, SamplingParams(max_new_tokens=max_tokens)
 
@@ -226,7 +299,8 @@ async def _consult_finish(service, engine, c, out: GenerationOutput | None, key_
     findings, cards, issues = await run_in_threadpool(consult_pipeline.finish, c, answer)
     summary = [{k: f.get(k) for k in ("kind", "severity", "summary")} for f in findings]
     await service.audit("/consult", c.consult_id, key_id, c.question, c.patient_json, out, c.escalation is not None,
-                        answer=answer, findings=summary)
+                        answer=answer, findings=summary,
+                        finish_reason="escalated" if out is None else out.finish_reason)
     return ConsultResponse(consult_id=c.consult_id, answer=answer, model=engine.name, aligned=engine.aligned,
                            escalated=c.escalation is not None, findings=findings, cards=cards,
                            detected_issues=issues, patient_summary=c.patient_summary)
@@ -246,38 +320,79 @@ async def consult_stream(body: ConsultRequest, key_id: str = Depends(authorized)
     service, engine, c, ids, params = await _consult_start(body)
 
     async def lines() -> AsyncIterator[str]:
-        out = None
+        out, streamed, audited = None, [], False
         try:
             if ids is None:
+                streamed.append(c.escalation)
                 yield json.dumps({"event": "token", "text": c.escalation}) + "\n"
             else:
                 async for item in engine.astream(ids, params):
                     if isinstance(item, GenerationOutput):
                         out = item
                     else:
+                        streamed.append(item)
                         yield json.dumps({"event": "token", "text": item}) + "\n"
             result = await _consult_finish(service, engine, c, out, key_id)
+            audited = True
             yield json.dumps({"event": "done", "consult": result.model_dump(mode="json")}) + "\n"
         except Exception as e:
             log.exception("consult stream failed")
             _count("record_error", "model")
+            if not audited:
+                await _audit_unfinished(service, "/consult", c.consult_id, key_id, c.question, streamed,
+                                        c.escalation is not None, "error", c.patient_json)
+                audited = True
             yield json.dumps({"event": "error", "error": {"type": "internal_error", "message": type(e).__name__}}) + "\n"
+        finally:
+            if not audited:  # the client disconnected before the end
+                await _audit_unfinished(service, "/consult", c.consult_id, key_id, c.question, streamed,
+                                        c.escalation is not None, "disconnected", c.patient_json)
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 
 @app.post("/feedback", response_model=FeedbackResponse, responses=ERRORS)
 async def feedback(body: FeedbackRequest, key_id: str = Depends(authorized)) -> FeedbackResponse:
+    """Once per consult and outcome (a repeat returns the first feedback id and counts nothing), and
+    only from the key that made the consult: another key's consult is answered like a missing one."""
     store = svc().store
     consult_id = body.consult_id.removeprefix("chatcmpl-")  # a chat completion's id names its audit row too
-    if await run_in_threadpool(store.get_consult, consult_id) is None:
-        raise ApiError(404, "not_found", f"no consult with id {body.consult_id!r}; send the consult_id that "
-                       "/consult returned")
+    row = await run_in_threadpool(store.get_consult, consult_id)
+    if row is None or row.api_key_id != key_id:
+        raise ApiError(404, "not_found", f"no consult with id {body.consult_id!r} made with this API key; send the "
+                       "consult_id that /consult returned to you")
+    dedupe_key = f"api:{consult_id}:{body.outcome}"
+    existing = await run_in_threadpool(store.feedback_by_key, dedupe_key)
+    if existing is not None:
+        return FeedbackResponse(feedback_id=existing.id, consult_id=consult_id)
     feedback_id = await run_in_threadpool(lambda: store.add_feedback(
         consult_id=consult_id, outcome=body.outcome, reason=body.reason, edited_answer=body.edited_answer,
-        correct=body.correct, details={"api_key_id": key_id}))
+        correct=body.correct, details={"api_key_id": key_id}, dedupe_key=dedupe_key))
     _count("record_feedback", body.outcome, body.correct)
     return FeedbackResponse(feedback_id=feedback_id, consult_id=consult_id)
+
+
+@app.post("/v1/fhir/patient", responses={**ERRORS, 502: {"model": ErrorResponse}})
+async def fhir_patient(body: FhirPatientRequest, key_id: str = Depends(authorized)) -> dict:
+    """A patient's record (Patient + the resources a consult uses) as one Bundle, read from a FHIR
+    server in BALANCEDBIO_FHIR_SERVERS only (exact origin and base path, no redirects followed)."""
+    from serving.fhir_client import FHIRClient, FHIRServerError
+
+    if not SETTINGS.fhir_servers:
+        raise ApiError(403, "permission_error", "this server reads from no FHIR server; its operator can allow "
+                       "some with BALANCEDBIO_FHIR_SERVERS")
+    if not fhir_server_allowed(body.fhir_server, SETTINGS.fhir_servers):
+        raise ApiError(403, "permission_error", "that FHIR server is not allowed here; use one of: "
+                       + ", ".join(SETTINGS.fhir_servers))
+
+    def read() -> dict:
+        with FHIRClient(body.fhir_server, token=body.token or None) as client:
+            return client.patient_bundle(body.patient_id)
+    try:
+        return await run_in_threadpool(read)
+    except (FHIRServerError, ValueError) as e:
+        _count("record_error", "fhir")
+        raise ApiError(502, "fhir_server_error", f"the FHIR server did not return the patient: {e}") from None
 
 
 # -- the service -------------------------------------------------------------------------------------------
@@ -301,6 +416,47 @@ class RequestMetrics:
             await self.app(scope, receive, send_status)
         finally:
             _count("observe_request", scope.get("path", ""), status, time.perf_counter() - started)
+
+
+class Guard:
+    """ASGI middleware for the routes BentoML and Gradio own (our FastAPI routes have `authorized`):
+
+    * /metrics per BALANCEDBIO_METRICS_ACCESS: "key" needs an API key or a BALANCEDBIO_METRICS_KEYS key
+      (401/403 otherwise); "reduced" and "open" are served (reduced is filtered in __metrics__);
+    * /readyz carries X-BalancedBio-Warning when CDS Hooks runs unsigned or refuses every call;
+    * Gradio's upload route is rate-limited per client address (it cannot carry an API key)."""
+
+    def __init__(self, app):
+        self.app = app
+        self.metrics_keys = KeyRing([*SETTINGS.api_keys, *SETTINGS.metrics_keys])
+        self.uploads = RateLimiter(UPLOADS_PER_MINUTE)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        try:
+            if path == "/metrics" and SETTINGS.metrics_access == "key":
+                authorization = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+                self.metrics_keys.identify(authorization or None)
+            elif path.startswith("/ui/") and path.rstrip("/").endswith("/gradio_api/upload"):
+                self.uploads.check("upload:" + str((scope.get("client") or ("?",))[0]))
+        except ApiError as e:
+            _count("record_error", _ERROR_KIND.get(e.status, "internal"))
+            response = _error(e.status, e.type, e.message, e.headers)
+            return await response(scope, receive, send)
+        if path == "/readyz" and CDS_WARNING[0]:
+            async def warn(message):
+                if message["type"] == "http.response.start":
+                    message = {**message, "headers": [*message.get("headers", []),
+                                                      (b"x-balancedbio-warning", CDS_WARNING[0].encode())]}
+                await send(message)
+            return await self.app(scope, receive, warn)
+        return await self.app(scope, receive, send)
+
+
+UPLOADS_PER_MINUTE = 30
+CDS_WARNING: list[str] = [""]  # set when CDS Hooks is mounted unsigned or refusing
 
 
 @bentoml.service(name="balancedbio", workers=1, traffic={"timeout": 300, "concurrency": 64},
@@ -357,6 +513,21 @@ class BalancedBio:
         add_listeners(on_finding=lambda f: _count("record_finding", f.kind, f.severity),
                       on_error=lambda check: _count("record_error", "guardrail_unavailable"))
 
+    def control_tokens(self, engine: OnnxEngine) -> tuple[str, ...]:
+        """The served tokenizer's special tokens plus ChatML's (computed once per engine)."""
+        cached = getattr(self, "_control_tokens", None)
+        if cached is None or cached[0] is not engine:
+            cached = (engine, safety.control_tokens(getattr(engine, "tokenizer", None)))
+            self._control_tokens = cached
+        return cached[1]
+
+    async def __metrics__(self, content: str) -> str:
+        """BentoML's hook on /metrics output: "reduced" keeps only the balancedbio_* families."""
+        if SETTINGS.metrics_access != "reduced":
+            return content
+        m = _metrics()
+        return m.reduce_exposition(content) if m is not None else ""
+
     def ready_engine(self) -> OnnxEngine:
         if self.engine is None:
             if self.load_error:
@@ -365,7 +536,7 @@ class BalancedBio:
         return self.engine
 
     async def audit(self, endpoint: str, consult_id: str, key_id: str, question: str, patient, out, escalated: bool,
-                    answer: str | None = None, findings: list | None = None) -> None:
+                    answer: str | None = None, findings: list | None = None, finish_reason: str | None = None) -> None:
         """Write the consult's audit row; the response is sent only after this commit."""
         if out is not None:
             _count("observe_generation", out.completion_tokens, out.seconds)
@@ -374,7 +545,7 @@ class BalancedBio:
             question=question, patient=patient, answer=answer if answer is not None else (out.text if out else ""),
             escalated=escalated, findings=findings or [], prompt_tokens=out.prompt_tokens if out else 0,
             completion_tokens=out.completion_tokens if out else 0, latency_seconds=out.seconds if out else 0.0,
-            consult_id=consult_id))
+            consult_id=consult_id, finish_reason=finish_reason or (out.finish_reason if out else None)))
 
     def __is_ready__(self) -> bool:
         return self.engine is not None
@@ -383,8 +554,27 @@ class BalancedBio:
         return self.load_error is None
 
 
-def _record_cds_feedback(item: dict) -> None:
-    svc().store.record_cds_feedback(item)
+def _record_cds_feedback(item: dict) -> bool:
+    """Store one CDS feedback item; False when that card already had that outcome (not counted again)."""
+    store = svc().store
+    before = store.feedback_by_key(f"cds:{item.get('card')}:{item.get('outcome')}") if item.get("card") else None
+    store.record_cds_feedback(item)
+    return before is None
+
+
+def _record_cds_cards(service_id: str, client: str, uuids: list[str]) -> None:
+    svc().store.record_cds_cards(service_id, client, uuids)
+
+
+def _install_bounded_traffic_metrics() -> None:
+    """BentoML labels its request series with the raw path (every random URL, Gradio event id and
+    upload path becomes a new series); swap in its middleware with the endpoint label folded to a
+    route template (monitoring.metrics.BoundedTrafficMetrics)."""
+    try:
+        from monitoring.metrics import install_bounded_traffic_metrics
+    except ImportError:
+        return
+    install_bounded_traffic_metrics()
 
 
 def _mount_optional_apps() -> None:
@@ -395,14 +585,26 @@ def _mount_optional_apps() -> None:
     try:
         from serving.cds_hooks_app import create_cds_app
 
-        BalancedBio.mount_asgi_app(create_cds_app(record_feedback=_record_cds_feedback), path="/cds-services")
+        cds = create_cds_app(record_feedback=_record_cds_feedback, record_cards=_record_cds_cards,
+                             allow_unsigned=SETTINGS.cds_allow_unsigned, max_feedback_items=SETTINGS.max_feedback_items)
+        if cds.state.unsigned:
+            CDS_WARNING[0] = "CDS Hooks accepts unsigned calls (BALANCEDBIO_CDS_ALLOW_UNSIGNED=1, development only)"
+        elif cds.state.refusing:
+            CDS_WARNING[0] = "CDS Hooks refuses every call: no JWT issuers configured (BALANCEDBIO_CDS_JWT_ISSUERS)"
+        BalancedBio.mount_asgi_app(cds, path="/cds-services")
+    except ValueError as e:  # JWT on without a public URL: refuse to start rather than accept any audience
+        raise SystemExit(f"CDS Hooks configuration: {e}") from None
     except Exception:
         log.exception("CDS Hooks not mounted at /cds-services")
     try:
-        from ui.app import build_ui, prepare_for_mount
+        from ui.app import build_ui, harden, prepare_for_mount
 
-        # Gradio 6 needs its theme and config set before a bare mount, or /ui/ answers 500.
-        bentoml.gradio.mount_gradio_app(prepare_for_mount(build_ui()), path="/ui")(BalancedBio)
+        # Gradio 6 needs its theme and config set before a bare mount, or /ui/ answers 500; the UI
+        # passes the service's own URL (never the Host header) and its hardening is set again after
+        # the mount, which resets show_error and max_file_size.
+        blocks = prepare_for_mount(build_ui(SETTINGS.api_url))
+        bentoml.gradio.mount_gradio_app(blocks, path="/ui")(BalancedBio)
+        harden(blocks)
     except Exception:
         log.exception("UI not mounted at /ui")
 
@@ -411,3 +613,5 @@ _mount_optional_apps()
 BalancedBio.add_asgi_middleware(BodyLimit, max_bytes=SETTINGS.max_body_bytes,
                                 on_reject=lambda scope: _count("record_error", "payload_too_large"))
 BalancedBio.add_asgi_middleware(RequestMetrics)
+BalancedBio.add_asgi_middleware(Guard)
+_install_bounded_traffic_metrics()

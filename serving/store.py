@@ -20,9 +20,16 @@ from pathlib import Path
 from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event,
                         select)
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version 1 -> 2 (issue 13): consults.finish_reason, feedback.dedupe_key (unique), the cds_cards table.
+_MIGRATIONS_1_TO_2 = (
+    "ALTER TABLE consults ADD COLUMN finish_reason VARCHAR(32)",
+    "ALTER TABLE feedback ADD COLUMN dedupe_key VARCHAR(200)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS ix_feedback_dedupe_key ON feedback (dedupe_key)",
+)
 
 
 class Base(DeclarativeBase):
@@ -52,6 +59,8 @@ class Consult(Base):
     latency_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     raw_input: Mapped[str | None] = mapped_column(Text, nullable=True)  # only with store_raw
     raw_answer: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # "stop", "length", "escalated", "disconnected" (the client left mid-stream), "error"
+    finish_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class Feedback(Base):
@@ -68,6 +77,21 @@ class Feedback(Base):
     card_uuid: Mapped[str | None] = mapped_column(String(64), nullable=True)
     service_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     details: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # One row per (consult, outcome) or (card, outcome): a repeated POST returns the first row.
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
+
+
+class CdsCard(Base):
+    """A card this service returned to a CDS client: feedback on it is accepted from that client only."""
+    __tablename__ = "cds_cards"
+    uuid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(128))
+    client: Mapped[str] = mapped_column(String(256))  # the JWT issuer, or "unsigned" in development
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class UnknownCard(LookupError):
+    """Feedback names a card this service did not return to the caller."""
 
 
 class SchemaMismatch(RuntimeError):
@@ -115,6 +139,10 @@ class Store:
             row = s.get(SchemaInfo, "schema_version")
             if row is None:
                 s.add(SchemaInfo(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(row.value) == 1:
+                for statement in _MIGRATIONS_1_TO_2:
+                    s.connection().exec_driver_sql(statement)
+                row.value = str(SCHEMA_VERSION)
             elif int(row.value) != SCHEMA_VERSION:
                 raise SchemaMismatch(f"database schema version {row.value}, this service writes {SCHEMA_VERSION}")
 
@@ -125,7 +153,7 @@ class Store:
     def add_consult(self, *, endpoint: str, model_version: str, aligned: bool, api_key_id: str, question: str,
                     patient: object | None, answer: str, escalated: bool, findings: list[dict],
                     prompt_tokens: int = 0, completion_tokens: int = 0, latency_seconds: float = 0.0,
-                    consult_id: str | None = None) -> str:
+                    consult_id: str | None = None, finish_reason: str | None = None) -> str:
         consult_id = consult_id or str(uuid.uuid4())
         row = Consult(
             id=consult_id, created_at=_now(), endpoint=endpoint, model_version=model_version, aligned=aligned,
@@ -133,7 +161,7 @@ class Store:
             escalated=escalated, findings=findings, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
             latency_seconds=latency_seconds,
             raw_input=json.dumps({"question": question, "patient": patient}) if self.store_raw else None,
-            raw_answer=answer if self.store_raw else None,
+            raw_answer=answer if self.store_raw else None, finish_reason=(finish_reason or None) and finish_reason[:32],
         )
         with self._session.begin() as s:  # commits (and, in SQLite, fsyncs) before returning
             s.add(row)
@@ -146,17 +174,44 @@ class Store:
     def add_feedback(self, *, consult_id: str | None, outcome: str, reason: str | None = None,
                      edited_answer: str | None = None, correct: bool | None = None, source: str = "api",
                      card_uuid: str | None = None, service_id: str | None = None,
-                     details: dict | None = None) -> str:
+                     details: dict | None = None, dedupe_key: str | None = None) -> str:
+        """The new row's id; with `dedupe_key`, the existing row's id when that key was stored before."""
+        if dedupe_key:
+            existing = self.feedback_by_key(dedupe_key)
+            if existing is not None:
+                return existing.id
         feedback_id = str(uuid.uuid4())
         row = Feedback(
             id=feedback_id, consult_id=consult_id, created_at=_now(), source=source, outcome=outcome, reason=reason,
             correct=correct, edited_answer_sha256=sha256_text(edited_answer) if edited_answer else None,
             edited_answer=edited_answer if self.store_raw else None, card_uuid=card_uuid, service_id=service_id,
-            details=details,
+            details=details, dedupe_key=dedupe_key,
         )
-        with self._session.begin() as s:
-            s.add(row)
+        try:
+            with self._session.begin() as s:
+                s.add(row)
+        except IntegrityError:
+            existing = self.feedback_by_key(dedupe_key) if dedupe_key else None
+            if existing is None:
+                raise
+            return existing.id  # a concurrent identical request won the insert
         return feedback_id
+
+    def feedback_by_key(self, dedupe_key: str) -> Feedback | None:
+        with self._session() as s:
+            return s.scalars(select(Feedback).where(Feedback.dedupe_key == dedupe_key)).first()
+
+    def record_cds_cards(self, service_id: str, client: str, card_uuids: list[str]) -> None:
+        """Remember which client received which cards (feedback is bound to them)."""
+        if not card_uuids:
+            return
+        with self._session.begin() as s:
+            for card in card_uuids:
+                s.merge(CdsCard(uuid=str(card)[:64], service_id=service_id[:128], client=client[:256], created_at=_now()))
+
+    def cds_card(self, card_uuid: str) -> CdsCard | None:
+        with self._session() as s:
+            return s.get(CdsCard, str(card_uuid)[:64])
 
     def feedback_for(self, consult_id: str) -> list[Feedback]:
         with self._session() as s:
@@ -164,6 +219,10 @@ class Store:
 
     def record_cds_feedback(self, item: dict) -> str:
         """The `record_feedback` callback of the CDS Hooks app: one card's outcome, no consult id.
+
+        Idempotent per card and outcome (the first row's id comes back). With `client` in the item
+        (the app sets it: the JWT issuer, or "unsigned"), the card must have been returned to that
+        client by this service (`record_cds_cards`), else UnknownCard.
 
         Takes the app's record (snake_case, override reason as a code plus a comment) and, for
         callers holding the spec's own feedback item, its camelCase shape with the reason as a Coding."""
@@ -176,9 +235,16 @@ class Store:
         details = {"outcome_timestamp": item.get("outcome_timestamp") or item.get("outcomeTimestamp"),
                    "accepted_suggestions": item.get("accepted_suggestions") or
                    [s.get("id") if isinstance(s, dict) else s for s in item.get("acceptedSuggestions") or []]}
+        card_uuid = str(item.get("card") or item.get("card_uuid") or "")[:64] or None
+        outcome = str(item.get("outcome", "unknown"))[:32]
+        if "client" in item:
+            card = self.cds_card(card_uuid) if card_uuid else None
+            if card is None or card.client != str(item["client"])[:256]:
+                raise UnknownCard(f"no card {card_uuid!r} was returned to this client")
         return self.add_feedback(
-            consult_id=None, outcome=str(item.get("outcome", "unknown"))[:32], reason=reason, source="cds-hooks",
-            card_uuid=str(item.get("card") or item.get("card_uuid") or "")[:64] or None,
+            consult_id=None, outcome=outcome, reason=reason, source="cds-hooks",
+            dedupe_key=f"cds:{card_uuid}:{outcome}" if card_uuid else None,
+            card_uuid=card_uuid,
             service_id=str(item.get("service_id") or item.get("serviceId") or "")[:128] or None,
             details={k: v for k, v in details.items() if v},
         )

@@ -5,14 +5,21 @@ be mounted in the BentoML service at `/ui` with `bentoml.gradio.mount_gradio_app
 does not set a theme or build the config the way `gr.mount_gradio_app` does, and Gradio 6 answers
 `/ui/` with a 500 without them, so `prepare_for_mount` does that part here.
 
-With `api_url=None` the app calls `BALANCEDBIO_API_URL`, else the host the browser reached it on
-(right when it is mounted in the service itself).
+With `api_url=None` the app calls `BALANCEDBIO_API_URL`, else (mounted in the service) the
+address of the socket the request arrived on, as the server reports it (ASGI `scope["server"]`);
+never the request's Host header, which the caller chooses (a typed key would go to their host).
+
+Every function needs the API key, checked by the service (a cached `GET /v1/models` per session
+and key): without a valid one a function answers an error and does nothing else. Uploads are
+read only from Gradio's upload folder, a limited number per session, and old ones are deleted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import threading
 import time
 
 import gradio as gr
@@ -24,6 +31,8 @@ from ui.render import HISTORY_COLUMNS, banner_html, findings_html, history_rows
 log = logging.getLogger(__name__)
 
 CORRECT_CHOICES = ["not graded", "correct", "incorrect"]
+MAX_UPLOADS_PER_SESSION = 20
+KEY_CHECK_TTL_S = 60.0  # a key the service accepted is trusted this long per session, then asked again
 CSS = ".bb-card summary{cursor:pointer} #bb-status{min-height:1.5em}"
 
 
@@ -36,8 +45,22 @@ def prepare_for_mount(blocks: gr.Blocks, theme: str = "default") -> gr.Blocks:
     blocks.head_paths, blocks.css_paths = [], []
     blocks._set_html_css_theme_variables()
     blocks.ssr_mode = False
+    harden(blocks)
     blocks.transpile_to_js()
     blocks.config = blocks.get_config_file()
+    # Gradio checks that a file named in a request was uploaded (is in its upload folder) only once
+    # the Blocks "has launched"; a bare mount never launches, so a FileData naming any server path
+    # was copied into the cache and handed to the function. Mounted is launched, as far as that goes.
+    blocks.has_launched = True
+    return blocks
+
+
+def harden(blocks: gr.Blocks) -> gr.Blocks:
+    """Settings `bentoml.gradio.mount_gradio_app` overrides (show_error=True, max_file_size=None):
+    call again after mounting. Gradio's own errors (e.g. "Cannot move <server path> ...") then stay
+    in the server log; the handlers answer with their own messages, which never name a server path."""
+    blocks.show_error = False
+    blocks.max_file_size = patients.MAX_UPLOAD_BYTES  # Gradio's upload route refuses larger files (bytes)
     return blocks
 
 
@@ -46,10 +69,56 @@ def _base_url(configured: str | None, request: gr.Request | None) -> str:
         return configured
     if os.environ.get("BALANCEDBIO_API_URL"):
         return os.environ["BALANCEDBIO_API_URL"]
-    host = request.headers.get("host") if request is not None else None
-    if not host:
-        raise ApiError(None, "configuration", "no API URL: start with --api-url or set BALANCEDBIO_API_URL")
-    return f"http://{host}"
+    # Mounted in the service: the local address the server accepted this request on. Unlike the
+    # Host header this is not chosen by the caller.
+    inner = getattr(request, "request", None) if request is not None else None
+    server = (getattr(inner, "scope", None) or {}).get("server") if inner is not None else None
+    if server and server[1]:
+        host = server[0] if server[0] not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{server[1]}"
+    raise ApiError(None, "configuration", "no API URL: start with --api-url or set BALANCEDBIO_API_URL")
+
+
+class KeyChecks:
+    """Keys the service accepted, per Gradio session: (session, key digest) -> expiry. Bounded."""
+
+    def __init__(self, ttl_s: float = KEY_CHECK_TTL_S, max_entries: int = 4096):
+        self.ttl_s, self.max_entries = ttl_s, max_entries
+        self._ok: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def valid(self, session: str, key: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            return self._ok.get((session, hashlib.sha256(key.encode()).hexdigest()), 0.0) > now
+
+    def remember(self, session: str, key: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._ok) >= self.max_entries:
+                self._ok = {k: v for k, v in self._ok.items() if v > now}
+                while len(self._ok) >= self.max_entries:
+                    self._ok.pop(next(iter(self._ok)))
+            self._ok[(session, hashlib.sha256(key.encode()).hexdigest())] = now + self.ttl_s
+
+
+class SessionCounter:
+    """At most `limit` uses per session; the oldest sessions are forgotten past `max_sessions`."""
+
+    def __init__(self, limit: int, max_sessions: int = 4096):
+        self.limit, self.max_sessions = limit, max_sessions
+        self._used: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, session: str) -> bool:
+        with self._lock:
+            if session not in self._used and len(self._used) >= self.max_sessions:
+                self._used.pop(next(iter(self._used)))
+            if self._used.get(session, 0) >= self.limit:
+                return False
+            self._used[session] = self._used.get(session, 0) + 1
+            return True
 
 
 def _status(message: str, ok: bool = True) -> str:
@@ -60,15 +129,30 @@ def _status(message: str, ok: bool = True) -> str:
 def build_ui(api_url: str | None = None) -> gr.Blocks:
     """The clinician app as Gradio Blocks; `api_url` is the service's base URL (see the module docstring)."""
     samples = patients.sample_names()
-    fhir_available = patients.fhir_client() is not None
+
+    checks = KeyChecks()
+    uploads = SessionCounter(MAX_UPLOADS_PER_SESSION)
 
     def client(api_key: str, request: gr.Request | None) -> ServiceClient:
         return ServiceClient(_base_url(api_url, request), api_key or "")
 
+    def session(request: gr.Request | None) -> str:
+        return str(getattr(request, "session_hash", None) or "no-session")
+
+    def authorised(api_key: str, request: gr.Request | None) -> ServiceClient:
+        """A client for a key the service accepts (ApiError otherwise): checked before any work."""
+        c = client(api_key, request)
+        if not checks.valid(session(request), c.api_key):
+            c.models()  # 401/403 from the service for a wrong key
+            checks.remember(session(request), c.api_key)
+        return c
+
     # --- handlers --------------------------------------------------------------------------------
     def connect(api_key: str, request: gr.Request):
         try:
-            models = client(api_key, request).models()
+            c = client(api_key, request)
+            models = c.models()
+            checks.remember(session(request), c.api_key)
         except ApiError as exc:
             return '<div id="bb-banner">Not connected.</div>', _status(str(exc), ok=False)
         return banner_html(models), _status(f"Connected; {len(models)} model(s) served.")
@@ -83,22 +167,37 @@ def build_ui(api_url: str | None = None) -> gr.Blocks:
     def failed(exc: Exception):
         return None, "*No patient loaded.*", _status(str(exc), ok=False)
 
-    def load_sample(name: str):
+    def load_sample(name: str, api_key: str, request: gr.Request):
         try:
+            authorised(api_key, request)
             return loaded(patients.load_sample(name), f"sample {name!r}")
-        except patients.PatientLoadError as exc:
+        except (patients.PatientLoadError, ApiError) as exc:
             return failed(exc)
 
-    def load_upload(path):
+    def load_upload(path, api_key: str, request: gr.Request):
         try:
-            return loaded(patients.load_upload(path), "the uploaded file")
-        except patients.PatientLoadError as exc:
+            authorised(api_key, request)
+            root = gr_upload_folder()
+            patients.clean_uploads(root)
+            # Counted here, server-side (a gr.State would be whatever an API caller sends).
+            if not uploads.take(session(request)):
+                raise patients.PatientLoadError(f"at most {MAX_UPLOADS_PER_SESSION} uploads per session; "
+                                                "reload the page to start a new session")
+            path = getattr(path, "path", path)  # a FileData when called through the API
+            if isinstance(path, dict):
+                path = path.get("path")
+            return loaded(patients.load_upload(path, root), "the uploaded file")
+        except (patients.PatientLoadError, ApiError) as exc:
             return failed(exc)
 
-    def load_fhir(base: str, patient_id: str, token: str):
+    def load_fhir(base: str, patient_id: str, token: str, api_key: str, request: gr.Request):
         try:
-            return loaded(patients.load_from_fhir(base, patient_id, token), "the FHIR server")
-        except patients.PatientLoadError as exc:
+            c = authorised(api_key, request)
+            if not (base or "").strip() or not (patient_id or "").strip():
+                raise patients.PatientLoadError("give the FHIR base URL and a patient id")
+            bundle = c.fhir_patient(base.strip(), patient_id.strip(), (token or "").strip() or None)
+            return loaded(bundle, "the FHIR server")
+        except (patients.PatientLoadError, ApiError) as exc:
             return failed(exc)
 
     def ask(question: str, api_key: str, patient: dict | None, history: list[dict], request: gr.Request):
@@ -106,10 +205,15 @@ def build_ui(api_url: str | None = None) -> gr.Blocks:
         if not (question or "").strip():
             yield gr.update(), gr.update(), None, history, history_rows(history), "", _status("Type a question first.", False)
             return
+        try:
+            service = authorised(api_key, request)
+        except ApiError as exc:
+            yield gr.update(), gr.update(), None, history, history_rows(history), "", _status(str(exc), ok=False)
+            return
         answer = ""
         pending = '<div id="bb-findings"><i>Safety checks run when the answer is complete…</i></div>'
         try:
-            for event in client(api_key, request).consult_stream(question.strip(), patient):
+            for event in service.consult_stream(question.strip(), patient):
                 if event.get("event") == "token":
                     answer += str(event.get("text", ""))
                     yield answer, pending, None, history, history_rows(history), "", _status("Answering…")
@@ -136,7 +240,7 @@ def build_ui(api_url: str | None = None) -> gr.Blocks:
             return history, history_rows(history), _status("Ask a question first; feedback refers to an answer.", False)
         verdict = {"correct": True, "incorrect": False}.get(correct)
         try:
-            result = client(api_key, request).feedback(consult["consult_id"], outcome, reason=reason or None,
+            result = authorised(api_key, request).feedback(consult["consult_id"], outcome, reason=reason or None,
                                                        edited_answer=edited if outcome == "edit" else None,
                                                        correct=verdict)
         except ApiError as exc:
@@ -179,12 +283,12 @@ def build_ui(api_url: str | None = None) -> gr.Blocks:
                 with gr.Tab("Upload Bundle"):
                     upload = gr.File(label="FHIR R4 Bundle or resource (JSON)", file_types=[".json"],
                                      type="filepath", elem_id="upload")
-                if fhir_available:
-                    with gr.Tab("FHIR server"):
-                        fhir_base = gr.Textbox(label="FHIR base URL", placeholder="https://fhir.example.org/r4")
-                        fhir_id = gr.Textbox(label="Patient id")
-                        fhir_token = gr.Textbox(label="Bearer token (optional)", type="password")
-                        fhir_btn = gr.Button("Fetch patient")
+                with gr.Tab("FHIR server"):
+                    fhir_base = gr.Textbox(label="FHIR base URL (one the service allows)",
+                                           placeholder="https://fhir.example.org/r4")
+                    fhir_id = gr.Textbox(label="Patient id")
+                    fhir_token = gr.Textbox(label="Bearer token (optional)", type="password")
+                    fhir_btn = gr.Button("Fetch patient")
                 summary = gr.Markdown("*No patient loaded.*", elem_id="patient-summary")
             with gr.Column(scale=2):
                 gr.Markdown("### Question")
@@ -208,10 +312,9 @@ def build_ui(api_url: str | None = None) -> gr.Blocks:
         api_key.submit(connect, [api_key], [banner, status])
         loaded_out = [patient_state, summary, status]
         if samples:
-            sample_btn.click(load_sample, [sample], loaded_out)
-        upload.upload(load_upload, [upload], loaded_out)
-        if fhir_available:
-            fhir_btn.click(load_fhir, [fhir_base, fhir_id, fhir_token], loaded_out)
+            sample_btn.click(load_sample, [sample, api_key], loaded_out)
+        upload.upload(load_upload, [upload, api_key], loaded_out)
+        fhir_btn.click(load_fhir, [fhir_base, fhir_id, fhir_token, api_key], loaded_out)
         ask_out = [answer, findings, consult_state, history_state, history_table, edited, status]
         ask_btn.click(ask, [question, api_key, patient_state, history_state], ask_out)
         feedback_in = [api_key, consult_state, history_state, reason, edited, correct]
@@ -220,3 +323,10 @@ def build_ui(api_url: str | None = None) -> gr.Blocks:
             button.click(feedback_for(outcome), feedback_in, feedback_out)
 
     return prepare_for_mount(demo)
+
+
+def gr_upload_folder() -> str:
+    """Gradio's upload folder (GRADIO_TEMP_DIR or <tmp>/gradio): the only place uploads are read from."""
+    from gradio.utils import get_upload_folder
+
+    return get_upload_folder()

@@ -90,6 +90,13 @@ class ServiceClient:
         except httpx.HTTPError as exc:
             raise ApiError(None, "connection", f"the answer stream broke off: {type(exc).__name__}") from exc
 
+    def fhir_patient(self, fhir_server: str, patient_id: str, token: str | None = None) -> dict:
+        """`POST /v1/fhir/patient`: the service reads the record from an allow-listed FHIR server."""
+        body: dict[str, Any] = {"fhir_server": fhir_server, "patient_id": patient_id}
+        if token:
+            body["token"] = token
+        return self._call("POST", "/v1/fhir/patient", json=body)
+
     def feedback(self, consult_id: str, outcome: str, reason: str | None = None,
                  edited_answer: str | None = None, correct: bool | None = None) -> dict:
         """`POST /feedback`: accept / override (with a reason) / edit (with the edited answer)."""

@@ -39,7 +39,10 @@ def feedback_log():
 @pytest.fixture
 def client(stub, feedback_log):
     factory = lambda base, token: FHIRClient(stub.base_url, token)  # every fhirServer -> the local stub
-    return TestClient(create_cds_app(record_feedback=feedback_log.append, fhir_client_factory=factory))
+    # These tests are about the hooks, not about trust: the development switch is set explicitly
+    # (tests/security/test_cds_fails_closed.py is about running without it).
+    return TestClient(create_cds_app(record_feedback=feedback_log.append, fhir_client_factory=factory,
+                                     allow_unsigned=True))
 
 
 def _med(rid, text):
@@ -180,7 +183,7 @@ FEEDBACK = {"feedback": [{"card": "c1", "outcome": "overridden", "outcomeTimesta
 
 def test_feedback_record_and_acceptance_count(client, feedback_log):
     assert client.post("/balancedbio-order-sign/feedback", json=FEEDBACK).status_code == 200
-    assert feedback_log == [{"service_id": "balancedbio-order-sign", "card": "c1", "outcome": "overridden",
+    assert feedback_log == [{"service_id": "balancedbio-order-sign", "card": "c1", "outcome": "overridden", "client": "unsigned",
                              "override_reason": "will-monitor", "override_comment": "ok", "accepted_suggestions": [],
                              "outcome_timestamp": "2026-01-01T00:00:00Z"}]
     assert client.app.state.stats["feedback:overridden"] == 1
@@ -190,7 +193,7 @@ def test_feedback_store_failure_is_503_not_500():
     def broken(item):
         raise OSError("disk full")
 
-    client = TestClient(create_cds_app(record_feedback=broken))
+    client = TestClient(create_cds_app(record_feedback=broken, allow_unsigned=True))
     r = client.post("/balancedbio-order-sign/feedback", json=FEEDBACK)
     assert r.status_code == 503 and "again" in r.json()["error"]
 

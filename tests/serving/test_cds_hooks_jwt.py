@@ -83,7 +83,8 @@ def test_keys_from_jwks_over_http():
 
 
 def test_app_refuses_calls_without_valid_jwt():
-    app = create_cds_app(jwt_settings=JWTSettings.single(ISS, keys={"k1": KEY.public_key()}))
+    app = create_cds_app(jwt_settings=JWTSettings.single(ISS, keys={"k1": KEY.public_key()},
+                                                         public_base_url="http://testserver"))
     client = TestClient(app)
     body = {"hook": "order-sign", "hookInstance": "h", "context": {"draftOrders": {"resourceType": "Bundle", "type": "collection"}}}
     refused = client.post("/balancedbio-order-sign", json=body)
@@ -109,6 +110,17 @@ ENV = [
     ("one_issuer", {"BALANCEDBIO_CDS_JWT_ISSUERS": json.dumps({ISS: "https://ehr.example.org/jwks.json"}),
                     "BALANCEDBIO_CDS_PUBLIC_URL": "https://cds.example.org/cds-services"}, ISS),
 ]
+
+
+def test_settings_from_env_need_the_public_url():
+    """JWT on without BALANCEDBIO_CDS_PUBLIC_URL would take the audience from the caller's Host header."""
+    with pytest.raises(ValueError, match="BALANCEDBIO_CDS_PUBLIC_URL"):
+        JWTSettings.from_env({"BALANCEDBIO_CDS_JWT_ISSUERS": json.dumps({ISS: "https://ehr.example.org/jwks.json"})})
+
+
+def test_app_refuses_to_build_without_a_fixed_audience():
+    with pytest.raises(ValueError, match="fixed audience"):
+        create_cds_app(jwt_settings=JWTSettings.single(ISS, keys={"k1": KEY.public_key()}))
 
 
 @pytest.mark.parametrize("env,issuer", [e[1:] for e in ENV], ids=[e[0] for e in ENV])

@@ -95,13 +95,13 @@ def test_bad_uploads_are_clear_errors(tmp_path, content, message):
     path = tmp_path / "upload.json"
     path.write_text(content)
     with pytest.raises(patients.PatientLoadError, match=message):
-        patients.load_upload(path)
+        patients.load_upload(path, tmp_path)
 
 
 def test_an_uploaded_synthea_bundle_is_summarised_without_identity(shared_file, tmp_path):
     folder = shared_file("fhir/synthea")
     bundle_path = sorted(folder.glob("*.json"))[0]
-    bundle = patients.load_upload(bundle_path)
+    bundle = patients.load_upload(bundle_path, folder)
     summary = patients.summarize(bundle)
     assert "de-identified" in summary
     patient = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
