@@ -23,9 +23,10 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from training.evaluate.benchmarks import MultipleChoiceItem
+from training.evaluate.degeneration import degeneration_rates
 from training.evaluate.lm import LanguageModel
 from training.evaluate.stats import proportion
 from training.rewards.answers import extract_choice
@@ -150,7 +151,10 @@ def score_multiple_choice(lm: LanguageModel, items: list[MultipleChoiceItem], mo
             pred.generated_text = text
             picked = extract_choice(text, item.choices, item.choice_texts)
             pred.generated = None if picked is None else item.choices[picked]
-    return summarize(preds, modes, ties, items), preds
+    metrics = summarize(preds, modes, ties, items)
+    if "generate" in modes:
+        metrics["degeneration"] = degeneration_rates(texts, [_body(item) for item in items])
+    return metrics, preds
 
 
 def _picked_labels(preds: list[Prediction], mode: str, items: list[MultipleChoiceItem] | None) -> Counter:

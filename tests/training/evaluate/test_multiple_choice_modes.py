@@ -62,6 +62,7 @@ def test_letter_habit_is_flagged_and_circular_sees_through_it():
     assert modes["loglik"]["label_bias"] and modes["generate"]["label_bias"]
     assert modes["circular"]["acc"] == 0.0 and modes["circular"]["picks"] == {"A": 48}
     assert modes["generate"]["parse_rate"]["value"] == 1.0
+    assert metrics["degeneration"]["n"] == len(ITEMS) and metrics["degeneration"]["any"]["value"] == 0.0
     assert all(p.circular for p in preds)
 
 
