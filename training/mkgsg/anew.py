@@ -11,7 +11,10 @@ knowledge or reasoning record of the train split that has options is asked again
   no training record of that fact type, and shares no distractor with the record it comes from.
 
 The fact's own wording (the question stem and the right answer's text) is kept: the fact is what is
-tested. The records keep their capability, answer spec and provenance (with `template` naming the frame),
+tested. Limitation: the new distractors are other options of the same fact type, not re-checked against
+the knowledge base for *this* fact, so for many-to-many facts (a disease's phenotypes, a drug's
+interactions) a drawn distractor can occasionally also be true; a knowledge-base check per fact type
+(as the builders do) is the next step. The records keep their capability, answer spec and provenance (with `template` naming the frame),
 so the evaluator scores them as it scores the test split: by cloze over the option texts.
 """
 
