@@ -124,6 +124,8 @@ class Provenance(_Strict):
     hpo: list[str] = Field(default_factory=list)
     diseases: list[str] = Field(default_factory=list, description="OMIM:/ORPHA: ids")
     drugbank: list[str] = Field(default_factory=list)
+    template: str = Field(default="", description="the question frame when not the builder's own, e.g. "
+                          "'anew:recall' for the trained-facts-asked-anew test set (training.mkgsg.anew)")
 
 
 # What each capability needs in its verification spec for its score to be computable.

@@ -2,6 +2,8 @@
 
     python -m training.evaluate --model smollm2-135m --benchmark medmcqa --data PATH --limit 50
     python -m training.evaluate --compare runs/eval/a runs/eval/b --out runs/eval/compare
+        (two reports of the same items: paired difference B - A, 95% paired-bootstrap interval and
+        McNemar's p per metric, significant ones marked; comparison.json holds them)
 """
 
 from __future__ import annotations
@@ -32,24 +34,41 @@ class EvalConfig:
     sample: bool = field(default=False, metadata={"help": "Use the small sample of the benchmark bundled with the project."})
     limit: int | None = field(default=None, metadata={"help": "Evaluate a seeded random subset of this many items."})
     seed: int = field(default=0, metadata={"help": "Seed for --limit's subset and anything random."})
-    modes: str = field(default="loglik,generate", metadata={
-        "help": "Multiple-choice scoring: loglik (option log-likelihood), generate (answer extraction), or both."})
+    ids: str | None = field(default=None, metadata={
+        "help": "File of item ids (one a line) to evaluate, e.g. docs/baseline/medmcqa_ids.txt: a fixed subset every "
+                "run scores alike, so two reports can be compared item by item."})
+    label: str | None = field(default=None, metadata={
+        "help": "Name of the result in the report in place of the benchmark's (e.g. capabilities_unseen, "
+                "capabilities_trained_anew); --compare pairs results by this name."})
+    modes: str = field(default="loglik,cloze,circular,generate", metadata={
+        "help": "Multiple-choice scoring, comma-separated: loglik (the option letter's log-likelihood), cloze (each "
+                "option's text after the question: acc and character-normalised acc_norm), circular (letter "
+                "log-likelihood under every rotation of the options; right only if all rotations are), generate "
+                "(answer read from generated text)."})
     max_new_tokens: int | None = field(default=None, metadata={
         "help": "Generation budget; default per benchmark (16 multiple choice, 512 IFEval, 256 capabilities)."})
+    engine: str = field(default="auto", metadata={
+        "help": "Generation engine: auto (the ONNX Runtime engine when an export of --model exists, else PyTorch), "
+                "torch, or onnx. Log-likelihood always runs on PyTorch.", "choices": ["auto", "torch", "onnx"]})
+    onnx_dir: str | None = field(default=None, metadata={
+        "help": "ONNX export folder to generate with (default: the cached export of --model, or RUN/onnx)."})
+    threads: int | None = field(default=None, metadata={
+        "help": "ONNX Runtime threads (default: $BALANCEDBIO_ORT_THREADS or all cores)."})
     batch_tokens: int = field(default=4096, metadata={"help": "Padded tokens per forward batch (memory vs speed)."})
     out: str | None = field(default=None, metadata={
         "help": "Output folder for report.json, report.md, chart.png, predictions.jsonl. Default: runs/eval/<model>-<benchmark>-<time>."})
     compare: list[str] = field(default_factory=list, metadata={
-        "help": "Instead of evaluating, compare these report folders (or report.json files) side by side."})
+        "help": "Instead of evaluating, compare these report folders (or report.json files) side by side; with two "
+                "reports of the same items, also their paired difference B - A per metric (interval, McNemar p)."})
 
     def __post_init__(self) -> None:
         if not self.compare and self.benchmark is None:
             raise ValueError("--benchmark is required (or --compare REPORT ...); see --help for the list")
         if self.limit is not None and self.limit <= 0:
             raise ValueError(f"--limit must be a positive number of items, got {self.limit}")
-        bad = set(self.mode_list) - {"loglik", "generate"}
+        bad = set(self.mode_list) - {"loglik", "cloze", "circular", "generate"}
         if bad or not self.mode_list:
-            raise ValueError(f"--modes takes loglik, generate or 'loglik,generate'; got {self.modes!r}")
+            raise ValueError(f"--modes takes a comma-separated subset of loglik,cloze,circular,generate; got {self.modes!r}")
         if self.data and self.sample:
             raise ValueError("--data and --sample both name the data; pass only one")
         if self.batch_tokens < 64:
@@ -66,25 +85,35 @@ def main(argv: list[str] | None = None) -> int:
     from training.evaluate.report import EvalReport, compare
 
     if config.compare:
+        from training.evaluate.stats import ItemMismatchError
+
         out = Path(config.out) if config.out else None
-        print(compare([Path(p) for p in config.compare], out))
+        try:
+            print(compare([Path(p) for p in config.compare], out, seed=config.seed))
+        except (ItemMismatchError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if out is not None:
+            print(f"wrote {out}/comparison.md, comparison.png" + (", comparison.json" if len(config.compare) == 2 else ""))
         return 0
 
     from training.evaluate.benchmarks import BenchmarkFileError
-    from training.evaluate.lm import load_language_model
-    from training.evaluate.runner import default_data, run_benchmark
+    from training.evaluate.engines import load_for_eval
+    from training.evaluate.runner import default_data, read_ids, run_benchmark
     from training.models import ModelUnavailableError
 
     out = Path(config.out or f"runs/eval/{Path(config.model).name}-{config.benchmark}-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
         data = config.data or default_data(config.benchmark, sample=config.sample)
-        lm = load_language_model(config.model, max_batch_tokens=config.batch_tokens)
+        lm = load_for_eval(config.model, config.engine, config.onnx_dir, config.threads, config.batch_tokens)
         result = run_benchmark(lm, config.benchmark, data, config.limit, config.seed, config.mode_list,
-                               config.max_new_tokens, predictions_path=out / "predictions.jsonl")
+                               config.max_new_tokens, predictions_path=out / "predictions.jsonl",
+                               ids=read_ids(config.ids) if config.ids else None, label=config.label)
     except (ModelUnavailableError, BenchmarkFileError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    report = EvalReport(model=config.model, seed=config.seed, limit=config.limit, results=[result])
+    report = EvalReport(model=config.model, seed=config.seed, limit=config.limit, results=[result],
+                        engine=getattr(lm, "engine", "torch"))
     report.write(out)
     print(report.markdown())
     print(f"wrote {out}/report.json, report.md, chart.png, predictions.jsonl")

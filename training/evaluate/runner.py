@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from training.evaluate import benchmarks as bm
+from training.evaluate.degeneration import degeneration, degeneration_rates
 from training.evaluate.lm import LanguageModel
 from training.evaluate.report import BenchmarkResult
 
@@ -106,41 +107,76 @@ def from_hub(name: str, dataset: str) -> Path:
 
 def run_benchmark(lm: LanguageModel, name: str, data: Path | str | None = None, limit: int | None = None, seed: int = 0,
                   modes=("loglik", "generate"), max_new_tokens: int | None = None,
-                  predictions_path: Path | None = None) -> BenchmarkResult:
-    """Score `lm` on one benchmark file; per-item predictions go to `predictions_path` as JSONL."""
+                  predictions_path: Path | None = None, ids: list[str] | None = None,
+                  label: str | None = None) -> BenchmarkResult:
+    """Score `lm` on one benchmark file; per-item predictions go to `predictions_path` as JSONL.
+    `label` names the result in place of the benchmark (e.g. two capability test sets in one report)."""
     spec = benchmark_spec(name)
     if isinstance(data, str) and data.startswith("hub:"):
         data = from_hub(name, data.removeprefix("hub:"))
     data = Path(data) if data else default_data(name)
     if not data.exists():
         raise bm.BenchmarkFileError(f"{data}: not found; pass --data with {spec.description}")
-    items = bm.sample(spec.reader(data), limit, seed)
+    items = spec.reader(data)
+    if ids is not None:
+        items = select_ids(items, ids, data)
+    items = bm.sample(items, limit, seed)
     if not items:
         raise bm.BenchmarkFileError(f"{data}: holds no items")
     new_tokens = max_new_tokens or spec.max_new_tokens
     random.seed(seed)
     started = time.perf_counter()
     if spec.kind == "multiple_choice":
-        from training.evaluate.multiple_choice import score_multiple_choice
+        from training.evaluate.multiple_choice import item_scores, score_multiple_choice
 
         metrics, preds = score_multiple_choice(lm, items, modes, new_tokens)
         rows = [vars(p) for p in preds]
+        per_item = item_scores(preds, metrics["modes"])
     elif spec.kind == "ifeval":
         metrics, rows = _score_ifeval(lm, items, new_tokens)
+        per_item = {level: {str(r["key"]): float(all(r[kind])) for r in rows}
+                    for level, kind in (("prompt_level_strict_acc", "strict"), ("prompt_level_loose_acc", "loose"))}
     else:
         from training.evaluate.capabilities import score_capabilities
 
         metrics, verdicts = score_capabilities(lm, items, new_tokens)
-        rows = [{"id": v.id, "capability": v.capability, "score": v.score, "completion": v.completion,
+        rows = [{"id": v.id, "capability": v.capability, "score": v.score, "method": v.method, "parsed": v.parsed,
+                 "completion": v.completion,
                  "checks": {k: {"score": c.score, "reason": c.reason} for k, c in v.checks.items()}} for v in verdicts]
+        per_item = {}
+        for v in verdicts:
+            per_item.setdefault(v.capability, {})[v.id] = v.score
     wall = time.perf_counter() - started
     if predictions_path:
         predictions_path.parent.mkdir(parents=True, exist_ok=True)
         with predictions_path.open("w") as f:
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return BenchmarkResult(benchmark=name, kind=spec.kind, data=str(data), n=len(items), metrics=metrics,
-                           wall_time_s=round(wall, 2))
+    return BenchmarkResult(benchmark=label or name, kind=spec.kind, data=str(data), n=len(items), metrics=metrics,
+                           wall_time_s=round(wall, 2), items=per_item)
+
+
+def item_key(item) -> str:
+    return str(getattr(item, "id", None) or getattr(item, "key"))
+
+
+def select_ids(items: list, ids: list[str], data: Path) -> list:
+    """The items named in `ids` (a saved subset, so every run scores the same questions), in file order."""
+    wanted = set(ids)
+    chosen = [item for item in items if item_key(item) in wanted]
+    missing = wanted - {item_key(item) for item in chosen}
+    if missing:
+        raise bm.BenchmarkFileError(f"{data}: {len(missing)} of the {len(wanted)} requested item ids are not in the "
+                                    f"file (e.g. {sorted(missing)[:3]}); is --ids for this benchmark's file?")
+    return chosen
+
+
+def read_ids(path: Path | str) -> list[str]:
+    """One item id a line; blank lines and lines starting with # are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise bm.BenchmarkFileError(f"{path}: no such id list; pass --ids with a file of one item id a line")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
 
 
 def _score_ifeval(lm: LanguageModel, items: list, max_new_tokens: int) -> tuple[dict, list[dict]]:
@@ -151,6 +187,9 @@ def _score_ifeval(lm: LanguageModel, items: list, max_new_tokens: int) -> tuple[
     responses = lm.generate(prompts, max_new_tokens)
     results = [score_response(item, response) for item, response in zip(items, responses)]
     metrics = {"n": len(items), **aggregate(results)}
-    rows = [{"key": item.key, "response": response, "strict": r.strict, "loose": r.loose}
+    user_prompts = [item.prompt for item in items]
+    metrics["degeneration"] = degeneration_rates(responses, user_prompts)
+    rows = [{"key": item.key, "response": response, "strict": r.strict, "loose": r.loose,
+             "degeneration": vars(degeneration(response, item.prompt))}
             for item, response, r in zip(items, responses, results)]
     return metrics, rows

@@ -42,6 +42,7 @@ class Dataset:
     rejected: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))  # capability -> reason -> n
     attempts: Counter = field(default_factory=Counter)
     leakage: dict = field(default_factory=dict)
+    asked_anew: dict = field(default_factory=dict)  # counts of the trained-facts-asked-anew test set
 
     @property
     def records(self) -> list[CapabilityRecord]:
@@ -148,11 +149,22 @@ def write(data: Dataset, config: MKGSGConfig, out: Path) -> dict[str, Path]:
         with paths[f"preferences_{split}"].open("w", encoding="utf-8") as f:
             for pair in pairs:
                 f.write(json.dumps(pair, sort_keys=True, ensure_ascii=False) + "\n")
+    paths["test_trained_anew"] = write_asked_anew(data, config, out)
     paths["stats"] = out / "stats.json"
     paths["stats"].write_text(json.dumps(stats(data, config), indent=2, sort_keys=True) + "\n")
     paths["card"] = out / "DATA_CARD.md"
     paths["card"].write_text(data_card(data, config))
     return paths
+
+
+def write_asked_anew(data: Dataset, config: MKGSGConfig, out: Path) -> Path:
+    """test_trained_anew.jsonl: train facts asked with new frames and distractor sets (training.mkgsg.anew)."""
+    from training.mkgsg.anew import asked_anew
+
+    records, counts = asked_anew(data.splits["train"], data.records, seed=config.seed)
+    data.asked_anew = counts
+    dump_records(records, out / "test_trained_anew.jsonl")
+    return out / "test_trained_anew.jsonl"
 
 
 def stats(data: Dataset, config: MKGSGConfig) -> dict:
@@ -164,4 +176,5 @@ def stats(data: Dataset, config: MKGSGConfig) -> dict:
         "rejected": {c: dict(sorted(r.items())) for c, r in sorted(data.rejected.items())},
         "pairs": {s: dict(sorted(Counter(p["corruption"] for p in pairs).items())) for s, pairs in data.pairs.items()},
         "leakage": {k: v for k, v in data.leakage.items() if k != "files"} | {"files": len(data.leakage["files"])},
+        "test_trained_anew": data.asked_anew,
     }

@@ -36,14 +36,32 @@ def test_limited_evaluation_writes_report_table_chart_and_predictions(tmp_path, 
     assert "acc_loglik" in (out / "report.md").read_text() and "acc_loglik" in capsys.readouterr().out
 
 
-def test_compare_puts_reports_side_by_side(tmp_path):
+def test_compare_puts_reports_side_by_side_and_pairs_two(tmp_path, capsys):
+    # The same 6 items twice: by letter and by cloze, so the paired difference is real, not zero by construction.
+    for name, modes in (("letter", "loglik,cloze"), ("again", "loglik,cloze")):
+        assert evaluate_main(["--benchmark", "mmlu_medical", "--sample", "--limit", "6", "--seed", "1",
+                              "--modes", modes, "--out", str(tmp_path / name)]) == 0
+    capsys.readouterr()
+    assert evaluate_main(["--compare", str(tmp_path / "letter"), str(tmp_path / "again"), "--out", str(tmp_path / "cmp")]) == 0
+    printed = capsys.readouterr().out
+    table = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "mmlu_medical: acc_loglik" in table and "(letter)" in table and "(again)" in table
+    assert "| mmlu_medical | acc_cloze | 6 |" in printed and "95% paired-bootstrap" in printed
+    assert (tmp_path / "cmp" / "comparison.png").is_file()
+    result = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    rows = {r["metric"]: r for r in result["comparisons"]}
+    assert set(rows) == {"acc_loglik", "acc_cloze", "acc_cloze_norm"}
+    # One model twice, greedy and deterministic: no difference, p = 1, nothing significant.
+    assert all(r["diff"] == 0 and r["p"] == 1 and not r["significant"] and r["n"] == 6 for r in rows.values())
+
+
+def test_compare_refuses_reports_of_different_items(tmp_path, capsys):
     for seed in (1, 2):
         assert evaluate_main(["--benchmark", "mmlu_medical", "--sample", "--limit", "4", "--seed", str(seed),
                               "--modes", "loglik", "--out", str(tmp_path / f"r{seed}")]) == 0
-    assert evaluate_main(["--compare", str(tmp_path / "r1"), str(tmp_path / "r2"), "--out", str(tmp_path / "cmp")]) == 0
-    table = (tmp_path / "cmp" / "comparison.md").read_text()
-    assert "mmlu_medical: acc_loglik" in table and "(r1)" in table and "(r2)" in table
-    assert (tmp_path / "cmp" / "comparison.png").is_file()
+    capsys.readouterr()
+    assert evaluate_main(["--compare", str(tmp_path / "r1"), str(tmp_path / "r2")]) == 2
+    assert "different items" in capsys.readouterr().err
 
 
 BAD_ARGS = [

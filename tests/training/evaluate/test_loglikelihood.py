@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from training.evaluate import benchmarks as bm
-from training.evaluate.multiple_choice import loglik_context, score_multiple_choice
+from training.evaluate.multiple_choice import cloze_context, loglik_context, score_multiple_choice
 from training.evaluate.runner import SAMPLES
 
 
@@ -17,6 +17,8 @@ def mixed_items():
 
 def test_batched_loglikelihood_matches_naive_loop(embedded_lm, mixed_items):
     requests = [(loglik_context(item), " " + label) for item in mixed_items for label in item.choices]
+    # Cloze: each option's own text after the bare question (multi-token continuations, one pass each).
+    requests += [(cloze_context(item), " " + text) for item in mixed_items for text in item.choice_texts]
     requests += [("Aspirin irreversibly inhibits", " cyclooxygenase"), ("Metformin is", " a biguanide used in diabetes")]
     batched = embedded_lm.loglikelihood(requests)
     naive = embedded_lm.loglikelihood_naive(requests)
@@ -31,6 +33,15 @@ def test_batched_loglikelihood_matches_naive_loop(embedded_lm, mixed_items):
 
     # Accuracy is computed from the picks, so equal picks mean exactly equal accuracy.
     assert picks(batched) == picks(naive)
+
+
+def test_cloze_options_of_one_question_share_batches(embedded_lm, mixed_items):
+    """Cloze continuations differ, so each option is its own row; rows of similar length share a batch."""
+    requests = [(cloze_context(item), " " + text) for item in mixed_items for text in item.choice_texts]
+    plan = embedded_lm._plan(requests)
+    assert len(plan) == len(requests)
+    batches = embedded_lm._batches(plan, lambda s: len(s.inputs))
+    assert len(batches) < len(requests) / 2
 
 
 def test_one_forward_pass_serves_all_single_token_options(embedded_lm, mixed_items):

@@ -39,8 +39,8 @@ def test_every_capability_is_generated_evenly(records):
 def test_same_seed_writes_the_same_bytes(generated, tmp_path):
     again = tmp_path / "again"
     assert mkgsg_main(["--n", str(N), "--seed", "7", "--out", str(again)]) == 0
-    for name in ("train.jsonl", "val.jsonl", "test.jsonl", "preferences_train.jsonl", "preferences_val.jsonl",
-                 "stats.json", "DATA_CARD.md"):
+    for name in ("train.jsonl", "val.jsonl", "test.jsonl", "test_trained_anew.jsonl", "preferences_train.jsonl",
+                 "preferences_val.jsonl", "stats.json", "DATA_CARD.md"):
         assert (generated / name).read_bytes() == (again / name).read_bytes(), name
 
 
