@@ -91,15 +91,19 @@ class StageRunner:
             self._in_child(name, function or name, inputs, task)
         elif everyone or self.is_main:
             self._in_process(name, function or name, inputs, task)
-        if self._state is not None:
+        if self.is_main:
+            outputs = self._outputs(name)
+            outputs["wall_time_s"] = round(time.perf_counter() - started, 1)
+            self.run.mark_done(name, outputs)
+        if self._state is not None:  # the other ranks read DONE.json only once the main rank wrote it
             self._state.wait_for_everyone()
+        self._update(task, total=1, completed=1)
+        return self._outputs(name)
+
+    def _outputs(self, name: str) -> dict:
         outputs = self.run.done(name)
         if outputs is None:
             raise RuntimeError(f"stage {name} ended without writing {self.run.done_file(name)}; see its messages above")
-        if self.is_main:
-            outputs["wall_time_s"] = round(time.perf_counter() - started, 1)
-            self.run.mark_done(name, outputs)
-        self._update(task, total=1, completed=1)
         return outputs
 
     # ---- the two ways ------------------------------------------------------------------------
