@@ -88,8 +88,8 @@ def find_source(run_or_model: str) -> ModelSource:
         raise ModelUnavailableError(
             f"{run_or_model!r} is neither a run directory, a model folder, nor an embedded model {sorted(EMBEDDED_MODELS)}"
         )
-    if (path / "final" / "config.json").is_file():
-        return ModelSource(path / "final", run_or_model, path, aligned=True)
+    if (RunLayout(path).final / "config.json").is_file():
+        return ModelSource(RunLayout(path).final, run_or_model, path, aligned=True)
     if (path / "config.json").is_file():
         run_dir = path.parent if RunLayout(path.parent).is_run() else None
         return ModelSource(path, run_or_model, run_dir, aligned=run_dir is not None)
@@ -101,8 +101,11 @@ def find_source(run_or_model: str) -> ModelSource:
 
 def newest_run(runs_dir: str | Path = "runs") -> Path | None:
     """The newest `runs/*/final/` holding a model, or None: the run the main job serves."""
-    finals = [p.parent for p in Path(runs_dir).glob("*/final") if (p / "config.json").is_file()]
-    return max(finals, key=lambda p: (p / "final" / "config.json").stat().st_mtime, default=None)
+    runs = [RunLayout(p) for p in Path(runs_dir).glob("*") if p.is_dir()]
+    finals = [r for r in runs if (r.final / "config.json").is_file()]
+    if not finals:
+        return None
+    return max(finals, key=lambda r: (r.final / "config.json").stat().st_mtime).path
 
 
 # -- export steps ---------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ from training.layout import RunDirectory
 
 # How often the parent looks at a child's progress file.
 POLL_S = 0.5
+# The parent's pid, handed to the child so it can tell when it was orphaned.
+PARENT_ENV = "BALANCEDBIO_STAGE_PARENT"
 # The child's exit code when the model cannot be loaded (the message is already printed).
 MODEL_UNAVAILABLE = 3
 
@@ -89,15 +91,19 @@ class StageRunner:
             self._in_child(name, function or name, inputs, task)
         elif everyone or self.is_main:
             self._in_process(name, function or name, inputs, task)
-        if self._state is not None:
+        if self.is_main:
+            outputs = self._outputs(name)
+            outputs["wall_time_s"] = round(time.perf_counter() - started, 1)
+            self.run.mark_done(name, outputs)
+        if self._state is not None:  # the other ranks read DONE.json only once the main rank wrote it
             self._state.wait_for_everyone()
+        self._update(task, total=1, completed=1)
+        return self._outputs(name)
+
+    def _outputs(self, name: str) -> dict:
         outputs = self.run.done(name)
         if outputs is None:
             raise RuntimeError(f"stage {name} ended without writing {self.run.done_file(name)}; see its messages above")
-        if self.is_main:
-            outputs["wall_time_s"] = round(time.perf_counter() - started, 1)
-            self.run.mark_done(name, outputs)
-        self._update(task, total=1, completed=1)
         return outputs
 
     # ---- the two ways ------------------------------------------------------------------------
@@ -118,7 +124,7 @@ class StageRunner:
         cmd = [sys.executable, "-m", "training.stage", str(self.run.path), name, function, "--inputs", json.dumps(inputs)]
         progress_file = self.run.progress_file(name)
         progress_file.unlink(missing_ok=True)
-        child = subprocess.Popen(cmd, preexec_fn=_die_with_parent)
+        child = subprocess.Popen(cmd, env={**os.environ, PARENT_ENV: str(os.getpid())})
         try:
             while child.poll() is None:
                 time.sleep(POLL_S)
@@ -154,14 +160,19 @@ def _read_progress(path: Path) -> dict | None:
 
 
 def _die_with_parent() -> None:
-    """A killed parent takes its stage with it (Linux PR_SET_PDEATHSIG), so no orphan keeps training."""
+    """A killed parent takes its stage with it (Linux PR_SET_PDEATHSIG), so no orphan keeps training.
+    Set by the child itself (a preexec_fn is unsafe in the parent, whose progress bar runs a thread);
+    a parent that died before this line is caught by comparing the parent's pid."""
+    parent = os.environ.get(PARENT_ENV)
     try:
         import ctypes
         import signal
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
     except (OSError, AttributeError):
-        pass
+        return
+    if parent and os.getppid() != int(parent):
+        sys.exit("training.stage: the run that started this stage is gone; continue it with --resume")
 
 
 def load_config(run: RunDirectory):
@@ -190,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("function", help="which stage function: data, base, sft, reward_model, grpo, eval, export")
     parser.add_argument("--inputs", default="{}", help="the stage function's inputs as a JSON object")
     args = parser.parse_args(argv)
+    _die_with_parent()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     run = RunDirectory(Path(args.run_dir))

@@ -39,7 +39,9 @@ def resumed_run(tmp_path_factory):
     proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
-        reached = _wait_for(run_dir / "grpo" / "checkpoint-1" / "trainer_state.json", proc, deadline_s=600)
+        # Generous: each stage starts its own Python (torch, transformers) and the knowledge base loads
+        # in the data stage; on the shared 2-core machine at load average 20 that took 9 minutes alone.
+        reached = _wait_for(run_dir / "grpo" / "checkpoint-1" / "trainer_state.json", proc, deadline_s=1800)
         time.sleep(0.5)  # let the checkpoint's last files land
     finally:
         if proc.poll() is None:
