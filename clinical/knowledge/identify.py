@@ -22,6 +22,7 @@ import functools
 import re
 from pathlib import Path
 
+from clinical.knowledge.ansm import moieties
 from clinical.knowledge.drugs import find_drugs, normalize_drug
 from clinical.knowledge.models import DrugIdentity, Unidentified
 from clinical.knowledge.rxnorm_table import RXNORM_SYSTEM, read_table
@@ -86,6 +87,11 @@ def _single(part: str) -> tuple[tuple[str, ...], str, str] | None:
         if not candidate:
             continue
         drug = normalize_drug(candidate)
+        if drug is not None and drug.drugbank_id is None:
+            # A salt entry without an id ("penicillin v potassium") carries no class or interaction
+            # data; its active moiety ("penicillin v" -> phenoxymethylpenicillin) does.
+            moiety = next((m for m in map(normalize_drug, moieties(candidate)[1:]) if m and m.drugbank_id), None)
+            drug = moiety or drug
         if drug is not None:
             return _split_ingredients(drug.name), "dictionary", DICTIONARY_SOURCE
         brand = _brands().get(candidate.lower())
