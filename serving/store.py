@@ -20,10 +20,24 @@ from pathlib import Path
 from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event,
                         select)
 from sqlalchemy.engine import Engine
+
+from clinical.deid import deidentify
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 SCHEMA_VERSION = 1
 
+
+
+def scrub_feedback_text(text: str | None) -> str | None:
+    """Feedback reasons and comments are free text a clinician may fill with names and dates: they are
+    de-identified before storage, whatever store_raw says. If de-identification cannot run, the text is
+    not stored (fail closed), and the row says so."""
+    if not text:
+        return text
+    try:
+        return deidentify(text)
+    except Exception as exc:  # never store raw text because a scrubber failed
+        return f"[withheld: de-identification unavailable ({type(exc).__name__})]"
 
 class Base(DeclarativeBase):
     pass
@@ -148,6 +162,7 @@ class Store:
                      card_uuid: str | None = None, service_id: str | None = None,
                      details: dict | None = None) -> str:
         feedback_id = str(uuid.uuid4())
+        reason = scrub_feedback_text(reason)
         row = Feedback(
             id=feedback_id, consult_id=consult_id, created_at=_now(), source=source, outcome=outcome, reason=reason,
             correct=correct, edited_answer_sha256=sha256_text(edited_answer) if edited_answer else None,
