@@ -13,6 +13,7 @@ from clinical.guardrails.models import Finding, InputCheck, _notify, unavailable
 from clinical.guardrails.emergency import detect_emergency
 from clinical.guardrails.mentions import drug_mentions
 from clinical.guardrails.patient_checks import allergy_findings, contraindication_findings, interaction_findings
+from clinical.guardrails.patient_rules import patient_rule_findings
 from clinical.phi import find_phi, scrub_text
 
 ESCALATION = ("This may be a medical emergency ({why}). Do not wait for this assistant: call your local "
@@ -62,6 +63,7 @@ def question_drug_findings(question: str, patient: PatientContext | None) -> lis
         for drug in drugs:
             findings += allergy_findings(drug, patient, "the question proposes")
             findings += contraindication_findings(drug, patient)
+            findings += patient_rule_findings(drug, patient)
     hypothetical = [m.drug for m in mentions if m.assertion.hypothetical]
     if hypothetical:
         findings = [f.model_copy(update={"detail": f.detail + f" (The question raises {', '.join(hypothetical)} "

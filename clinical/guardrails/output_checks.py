@@ -13,6 +13,7 @@ from clinical.guardrails.patient_checks import (
     interaction_findings,
 )
 from clinical.guardrails.mentions import drug_mentions
+from clinical.guardrails.patient_rules import patient_rule_findings
 
 _AMOUNT = r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>mg|g|mcg|µg)\b"
 _DAILY = re.compile(_AMOUNT + r"\s*(?:/\s*day|per day|a day|daily|/24\s*h|every 24 hours)", re.I)
@@ -68,6 +69,7 @@ def _drug_checks(answer: str, patient: PatientContext | None) -> list[Finding]:
         for drug in drugs:
             findings += allergy_findings(drug, patient, "the answer suggests")
             findings += contraindication_findings(drug, patient)
+            findings += patient_rule_findings(drug, patient)
     return _dedupe(findings)
 
 
