@@ -22,6 +22,7 @@ import functools
 import re
 from pathlib import Path
 
+from clinical.knowledge.ansm import moieties
 from clinical.knowledge.drugs import find_drugs, normalize_drug
 from clinical.knowledge.models import DrugIdentity, Unidentified
 from clinical.knowledge.rxnorm_table import RXNORM_SYSTEM, read_table
@@ -86,6 +87,11 @@ def _single(part: str) -> tuple[tuple[str, ...], str, str] | None:
         if not candidate:
             continue
         drug = normalize_drug(candidate)
+        if drug is not None and drug.drugbank_id is None:
+            # A salt entry without an id ("penicillin v potassium") carries no class or interaction
+            # data; its active moiety ("penicillin v" -> phenoxymethylpenicillin) does.
+            moiety = next((m for m in map(normalize_drug, moieties(candidate)[1:]) if m and m.drugbank_id), None)
+            drug = moiety or drug
         if drug is not None:
             return _split_ingredients(drug.name), "dictionary", DICTIONARY_SOURCE
         brand = _brands().get(candidate.lower())
@@ -117,15 +123,10 @@ def _from_text(text: str) -> tuple[tuple[str, ...], str, str] | None:
     return None
 
 
-def identify_drug(text_or_code: str) -> DrugIdentity | Unidentified:
-    """Ingredients of a drug name, brand, combination or RxNorm code; Unidentified(reason) otherwise.
-
-    identify_drug("Percocet").ingredients == ("oxycodone", "acetaminophen")
-    identify_drug("314076").ingredients == ("lisinopril",)
-    """
-    if not isinstance(text_or_code, str) or not text_or_code.strip():
-        return Unidentified(str(text_or_code), "empty drug name: give a drug name, brand or RxNorm code")
-    query = " ".join(text_or_code.split())
+@functools.lru_cache(maxsize=16384)
+def _identify_cached(query: str) -> DrugIdentity | Unidentified:
+    # The tables are fixed once loaded, so an answer never changes within a process; order-sign asks
+    # about the same few hundred names all day.
     if _CODE.match(query):
         return _identify_code(query, None)
     hit = _from_text(query)
@@ -135,6 +136,18 @@ def identify_drug(text_or_code: str) -> DrugIdentity | Unidentified:
     return DrugIdentity(query, hit[0], hit[1], hit[2])
 
 
+def identify_drug(text_or_code: str) -> DrugIdentity | Unidentified:
+    """Ingredients of a drug name, brand, combination or RxNorm code; Unidentified(reason) otherwise.
+
+    identify_drug("Percocet").ingredients == ("oxycodone", "acetaminophen")
+    identify_drug("314076").ingredients == ("lisinopril",)
+    """
+    if not isinstance(text_or_code, str) or not text_or_code.strip():
+        return Unidentified(str(text_or_code), "empty drug name: give a drug name, brand or RxNorm code")
+    return _identify_cached(" ".join(text_or_code.split()))
+
+
+@functools.lru_cache(maxsize=16384)
 def _identify_code(code: str, display: str | None) -> DrugIdentity | Unidentified:
     row = _rxnorm().get(code)
     if row is not None:
