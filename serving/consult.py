@@ -54,12 +54,69 @@ class Consultation:
     escalation: str | None = None
     model_question: str = ""
     consult_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    evidence: list[dict] = field(default_factory=list)  # knowledge-base facts for this case (schemas.Evidence)
 
     def messages(self) -> list[dict]:
-        user = self.model_question
-        if self.patient_summary:
-            user = f"{self.patient_summary}\n\nQuestion: {self.model_question}"
-        return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+        parts = [self.patient_summary] if self.patient_summary else []
+        facts = facts_block(self.evidence)
+        if facts:
+            parts.append(facts)
+        parts.append(f"Question: {self.model_question}" if parts else self.model_question)
+        return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n\n".join(parts)}]
+
+
+# --- grounding: the knowledge base's facts for this case ---------------------------------------------
+_FACT_KINDS = ("interaction", "allergy", "contraindication", "dose", "patient_rule")
+
+
+def case_evidence(findings: list, patient: Any) -> list[dict]:
+    """Structured facts the prompt carries and the response returns: each finding the knowledge base
+    raised (grade, summary, sources), the recorded allergies, and the descriptions of the codes."""
+    out = []
+    for f in findings:
+        f = _as_dict(f)
+        if f["kind"] in _FACT_KINDS:
+            out.append({"kind": f["kind"], "severity": f["severity"], "statement": f["summary"],
+                        "sources": list(f.get("evidence") or [])})
+    if patient is not None:
+        for a in patient.allergies:
+            out.append({"kind": "allergy_record", "severity": "info",
+                        "statement": f"Recorded allergy: {a.substance}"
+                                     + (f" (criticality {a.criticality})" if a.criticality else ""),
+                        "sources": ["FHIR:AllergyIntolerance"]})
+        out += _code_descriptions(patient)
+    return out
+
+
+def _code_descriptions(patient: Any) -> list[dict]:
+    try:
+        from clinical.knowledge import get_knowledge_base
+
+        kb = get_knowledge_base()
+    except Exception:
+        return []
+    out = []
+    for c in patient.conditions:
+        if c.code and (c.system or "").endswith("icd-10-cm"):
+            try:
+                out.append({"kind": "code", "severity": "info",
+                            "statement": f"ICD-10-CM {c.code}: {kb.icd10_description(c.code)}",
+                            "sources": ["ICD-10-CM (simple-icd-10-cm)"]})
+            except Exception:
+                continue
+    return out
+
+
+def facts_block(evidence: list[dict]) -> str:
+    if not evidence:
+        return ""
+    lines = ["Facts from the knowledge base for this case (use them; do not contradict them):"]
+    for e in evidence:
+        src = f" [source: {', '.join(e['sources'][:2])}]" if e.get("sources") else ""
+        lines.append(f"- {e['severity'].upper()}: {e['statement']}{src}")
+    if any(e["severity"] == "critical" for e in evidence):
+        lines.append("A CRITICAL fact is listed: begin the answer by stating it.")
+    return "\n".join(lines)
 
 
 def prepare(question: str, patient_json: dict | None) -> Consultation:
@@ -86,7 +143,26 @@ def prepare(question: str, patient_json: dict | None) -> Consultation:
             c.model_question = check.redacted_question
     except Exception as e:  # ImportError included: no guardrails means unchecked, and we say so
         c.findings.append(_unavailable("input checks", e))
+    _deidentify(c)
+    c.evidence = case_evidence(c.findings, c.patient)
     return c
+
+
+def _deidentify(c: Consultation) -> None:
+    """The patient's own identifiers and other people's, out of every text the model or the response
+    will see: the question, and the summary (conditions' code.text included), whose dates become relative.
+    If de-identification cannot run, nothing free-text is sent: fail closed."""
+    try:
+        from clinical.deid import deidentify, relative_dates
+
+        c.model_question = deidentify(c.model_question, c.patient_json)
+        if c.patient_summary:
+            c.patient_summary = deidentify(relative_dates(c.patient_summary), c.patient_json)
+    except Exception as e:
+        c.findings.append(_unavailable("de-identification", e))
+        c.escalation = c.escalation or ("De-identification could not run, so this question was not sent to the "
+                                        "model. Try again later.")
+        c.model_question, c.patient_summary = "", None
 
 
 def finish(c: Consultation, answer: str) -> tuple[list[dict], list[dict], list[dict]]:
@@ -95,11 +171,32 @@ def finish(c: Consultation, answer: str) -> tuple[list[dict], list[dict], list[d
         try:
             from clinical.guardrails import check_output
 
-            c.findings.extend(check_output(answer, c.patient))
+            prior = [f for f in c.findings if not isinstance(f, dict)]
+            c.findings.extend(check_output(answer, c.patient, prior_findings=prior))
         except Exception as e:
             c.findings.append(_unavailable("output checks", e))
     findings = [_as_dict(f) for f in c.findings]
     return findings, _cards(c.findings), _detected_issues(c.findings)
+
+
+def final_answer(c: Consultation, answer: str) -> str:
+    """The answer as returned: led by the critical finding when one exists (a clinician reading only
+    the first line must see it), with identifiers removed (the model may echo them)."""
+    if c.escalation is not None:
+        return answer
+    critical = [_as_dict(f) for f in c.findings]
+    critical = [f for f in critical if f["severity"] == "critical" and f["kind"] != "emergency"]
+    lead = ""
+    if critical:
+        lead = "CRITICAL: " + "; ".join(f["summary"] for f in critical[:2]) + "."
+        answer = f"{lead}\n\n{answer}"
+    try:
+        from clinical.deid import deidentify
+
+        return deidentify(answer, c.patient_json)
+    except Exception as e:
+        c.findings.append(_unavailable("de-identification of the answer", e))
+        return "The answer was withheld because de-identification could not run. " + lead
 
 
 def _cards(findings: list) -> list[dict]:

@@ -132,6 +132,15 @@ class ConsultRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
 
 
+class Evidence(BaseModel):
+    """A knowledge-base fact the answer was grounded on (serving/consult.py case_evidence)."""
+
+    kind: str = Field(description="interaction | allergy | contraindication | dose | patient_rule | allergy_record | code")
+    severity: Literal["info", "warning", "critical"]
+    statement: str = Field(description="the fact in one line, as given to the model")
+    sources: list[str] = Field(default_factory=list, description="source ids: grade and source, FHIR resource, code system")
+
+
 class ConsultResponse(BaseModel):
     consult_id: str
     answer: str
@@ -142,6 +151,8 @@ class ConsultResponse(BaseModel):
     cards: list[dict[str, Any]]
     detected_issues: list[dict[str, Any]]
     patient_summary: str | None
+    evidence: list[Evidence] = Field(default_factory=list,
+                                     description="the knowledge-base facts for this case that the prompt carried")
 
 
 class FeedbackRequest(BaseModel):

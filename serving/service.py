@@ -297,13 +297,14 @@ async def _consult_start(body: ConsultRequest):
 async def _consult_finish(service, engine, c, out: GenerationOutput | None, key_id: str) -> ConsultResponse:
     answer = c.escalation if out is None else out.text
     findings, cards, issues = await run_in_threadpool(consult_pipeline.finish, c, answer)
+    answer = await run_in_threadpool(consult_pipeline.final_answer, c, answer)  # led by critical findings, de-identified
     summary = [{k: f.get(k) for k in ("kind", "severity", "summary")} for f in findings]
     await service.audit("/consult", c.consult_id, key_id, c.question, c.patient_json, out, c.escalation is not None,
                         answer=answer, findings=summary,
                         finish_reason="escalated" if out is None else out.finish_reason)
     return ConsultResponse(consult_id=c.consult_id, answer=answer, model=engine.name, aligned=engine.aligned,
                            escalated=c.escalation is not None, findings=findings, cards=cards,
-                           detected_issues=issues, patient_summary=c.patient_summary)
+                           detected_issues=issues, patient_summary=c.patient_summary, evidence=c.evidence)
 
 
 @app.post("/consult", response_model=ConsultResponse, responses=ERRORS)

@@ -23,6 +23,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
+from clinical.deid import deidentify
+
 SCHEMA_VERSION = 2
 # Version 1 -> 2 (issue 13): consults.finish_reason, feedback.dedupe_key (unique), the cds_cards table.
 _MIGRATIONS_1_TO_2 = (
@@ -30,6 +32,18 @@ _MIGRATIONS_1_TO_2 = (
     "ALTER TABLE feedback ADD COLUMN dedupe_key VARCHAR(200)",
     "CREATE UNIQUE INDEX IF NOT EXISTS ix_feedback_dedupe_key ON feedback (dedupe_key)",
 )
+
+
+def scrub_feedback_text(text: str | None) -> str | None:
+    """Feedback reasons and comments are free text a clinician may fill with names and dates: they are
+    de-identified before storage, whatever store_raw says. If de-identification cannot run, the text is
+    not stored (fail closed), and the row says so."""
+    if not text:
+        return text
+    try:
+        return deidentify(text)
+    except Exception as exc:  # never store raw text because a scrubber failed
+        return f"[withheld: de-identification unavailable ({type(exc).__name__})]"
 
 
 class Base(DeclarativeBase):
@@ -181,6 +195,7 @@ class Store:
             if existing is not None:
                 return existing.id
         feedback_id = str(uuid.uuid4())
+        reason = scrub_feedback_text(reason)
         row = Feedback(
             id=feedback_id, consult_id=consult_id, created_at=_now(), source=source, outcome=outcome, reason=reason,
             correct=correct, edited_answer_sha256=sha256_text(edited_answer) if edited_answer else None,

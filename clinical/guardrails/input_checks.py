@@ -10,21 +10,12 @@ import re
 
 from clinical.fhir import PatientContext
 from clinical.guardrails.models import Finding, InputCheck, _notify, unavailable
+from clinical.guardrails.emergency import detect_emergency
+from clinical.guardrails.mentions import drug_mentions
+from clinical.guardrails.patient_checks import allergy_findings, contraindication_findings, interaction_findings
+from clinical.guardrails.patient_rules import patient_rule_findings
 from clinical.phi import find_phi, scrub_text
 
-_EMERGENCY = [
-    (re.compile(r"\bchest (pain|pressure|tightness)\b.*\b(radiat\w*|arm|jaw|sweat\w*|short(ness)? of breath|dyspn)", re.I | re.S),
-     "chest pain with features of acute coronary syndrome"),
-    (re.compile(r"\b(can'?t|cannot|unable to|not) breath(e|ing)\b|\bstopped breathing\b|\brespiratory arrest\b", re.I),
-     "breathing difficulty"),
-    (re.compile(r"\b(suicid\w*|kill (my|him|her|them)sel(f|ves)|end (my|his|her) life|self[- ]harm)\b", re.I), "suicide or self-harm risk"),
-    (re.compile(r"\b(overdos\w*|took (a|the) whole (bottle|pack))\b", re.I), "overdose"),
-    (re.compile(r"\banaphyla\w*|\b(throat|tongue) (is )?swell\w*|swelling of the (throat|tongue)", re.I), "anaphylaxis"),
-    (re.compile(r"\b(face droop\w*|slurred speech|sudden (weakness|numbness)|stroke symptoms)\b", re.I), "stroke signs"),
-    (re.compile(r"\b(unresponsive|unconscious|no pulse|cardiac arrest|not waking up)\b", re.I), "unresponsive patient"),
-    (re.compile(r"\b(severe|heavy|uncontrolled) bleeding\b|\bvomiting blood\b|\bcoughing up blood\b", re.I), "severe bleeding"),
-    (re.compile(r"\bseizure (lasting|for) (more than )?\d+\s*min|\bstatus epilepticus\b|\bwon'?t stop seizing\b", re.I), "prolonged seizure"),
-]
 ESCALATION = ("This may be a medical emergency ({why}). Do not wait for this assistant: call your local "
               "emergency number (911 in the US, 112 in the EU) or activate your rapid-response team now.")
 
@@ -48,12 +39,37 @@ OFF_TOPIC_REPLY = "This assistant answers clinical questions only; please ask ab
 
 
 def _emergency(question: str) -> list[Finding]:
-    for pattern, why in _EMERGENCY:
-        if pattern.search(question):
-            return [Finding(kind="emergency", severity="critical", summary=f"Possible emergency: {why}",
-                            detail="The question describes an emergency red flag; the model was not consulted.",
-                            evidence=[f"red-flag:{why}"], suggested_action="Escalate to emergency care now.")]
-    return []
+    result = detect_emergency(question)
+    if not result.emergency:
+        return []
+    why = result.red_flag
+    return [Finding(kind="emergency", severity="critical", summary=f"Possible emergency: {why}",
+                    detail="The question describes an emergency red flag; the model was not consulted.",
+                    evidence=[f"red-flag:{why}"], suggested_action="Escalate to emergency care now.")]
+
+
+def question_drug_findings(question: str, patient: PatientContext | None) -> list[Finding]:
+    """Drugs the question proposes (not negated, not someone else's), checked against each other and
+    against the patient's active medications and allergies: "He takes simvastatin. Add
+    clarithromycin?" must raise the interaction before the model says "yes"."""
+    mentions = [m for m in drug_mentions(question) if m.proposed]
+    drugs = list(dict.fromkeys(m.drug for m in mentions))
+    if not drugs:
+        return []
+    current = [d for d in (patient.medication_drugs() if patient else []) if d not in drugs]
+    # Every drug named is "new" to the answer: a pair named in the question is the question's concern.
+    findings = interaction_findings(drugs, current)
+    if patient is not None:
+        for drug in drugs:
+            findings += allergy_findings(drug, patient, "the question proposes")
+            findings += contraindication_findings(drug, patient)
+            findings += patient_rule_findings(drug, patient)
+    hypothetical = [m.drug for m in mentions if m.assertion.hypothetical]
+    if hypothetical:
+        findings = [f.model_copy(update={"detail": f.detail + f" (The question raises {', '.join(hypothetical)} "
+                                                              "as a possibility; checked all the same.)"})
+                    for f in findings]
+    return findings
 
 
 def _injection(question: str) -> list[Finding]:
@@ -107,5 +123,12 @@ def check_input(question: str, patient: PatientContext | None) -> InputCheck:
             elif reply:
                 escalation = reply
         findings.extend(found)
+    if escalation is None:
+        # Drug checks need the patient, so they are not in the table above; an escalated question is
+        # not answered, so its drugs need no card.
+        try:
+            findings.extend(question_drug_findings(question, patient))
+        except Exception as exc:
+            findings.append(unavailable("input:drugs", exc))
     _notify(findings)
     return InputCheck(findings=findings, escalation=escalation, redacted_question=scrub_text(question))

@@ -12,12 +12,8 @@ from clinical.guardrails.patient_checks import (
     dose_findings,
     interaction_findings,
 )
-from clinical.knowledge import get_knowledge_base
-
-# A drug named only to be ruled out ("avoid ibuprofen", "instead of warfarin") is not a recommendation.
-_NEGATION = re.compile(r"\b(avoid\w*|not|never|don'?t|do not|stop\w*|discontinu\w*|instead of|rather than|"
-                       r"contraindicated|hold|withh[oe]ld\w*|allergic to|allergy to|no)\b[^.;:]*$", re.I)
-_NEGATION_WINDOW = 60
+from clinical.guardrails.mentions import drug_mentions
+from clinical.guardrails.patient_rules import patient_rule_findings
 
 _AMOUNT = r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>mg|g|mcg|µg)\b"
 _DAILY = re.compile(_AMOUNT + r"\s*(?:/\s*day|per day|a day|daily|/24\s*h|every 24 hours)", re.I)
@@ -37,14 +33,10 @@ _HEDGE = re.compile(
 
 
 def _recommended(answer: str) -> list[tuple[str, int, int]]:
-    """(canonical drug, start, end) for each drug mentioned and not negated."""
-    out = []
-    for m in get_knowledge_base().find_drugs(answer):
-        before = answer[max(0, m.start - _NEGATION_WINDOW): m.start]
-        if _NEGATION.search(before):
-            continue
-        out.append((m.drug.name, m.start, m.end))
-    return out
+    """(canonical drug, start, end) for each drug the answer proposes: ConText decides what is ruled
+    out ("avoid ibuprofen", "do not start clarithromycin") and what is not ("do not hesitate to start
+    clarithromycin")."""
+    return [(m.drug, m.start, m.end) for m in drug_mentions(answer) if m.proposed]
 
 
 def _daily_mg(text: str) -> tuple[float, str] | None:
@@ -77,6 +69,7 @@ def _drug_checks(answer: str, patient: PatientContext | None) -> list[Finding]:
         for drug in drugs:
             findings += allergy_findings(drug, patient, "the answer suggests")
             findings += contraindication_findings(drug, patient)
+            findings += patient_rule_findings(drug, patient)
     return _dedupe(findings)
 
 
@@ -102,8 +95,39 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
     return out
 
 
-def check_output(answer: str, patient: PatientContext | None) -> list[Finding]:
-    """Findings on a model answer: allergy, interaction, contraindication, dose, certainty."""
+# An answer that agrees to go ahead: "Yes.", "It is safe", "You can give it", "Go ahead", "no interaction".
+_AGREES = re.compile(r"^\W*(yes|yeah|yep|sure|correct|confirmed|ok(ay)?|go ahead|fine)\b|\b(is|are) (safe|fine|ok(ay)?)\b|"
+                     r"\b(can|may) (safely )?(be )?(given|used|combined|added|take|start|give|use|add)\b|"
+                     r"\bno (significant |known |relevant )?(interaction|contraindication|problem|issue)s?\b", re.I)
+_WARNS = re.compile(r"\b(avoid\w*|contraindicat\w*|do not|don'?t|should not|must not|not (be )?(safe|recommended)|"
+                    r"interact\w*|risk|danger\w*|caution|allerg\w*|instead)\b", re.I)
+
+
+@fail_closed("output:contradiction")
+def contradiction_findings(answer: str, prior: list[Finding]) -> list[Finding]:
+    """A critical card for an answer that agrees with what a critical finding warns against.
+
+    The findings raised on the question (an interaction, an allergy, a contraindication) are facts
+    from the knowledge base; an answer that says "yes" without naming the danger contradicts them.
+    """
+    critical = [f for f in prior if f.severity == "critical" and f.kind in ("interaction", "allergy", "contraindication")]
+    if not critical or not _AGREES.search(answer) or _WARNS.search(answer):
+        return []
+    top = critical[0]
+    return [Finding(kind="contradicts_finding", severity="critical",
+                    summary=f"The answer contradicts a critical finding: {top.summary}",
+                    detail=f"The answer agrees to proceed without naming the danger the knowledge base found "
+                           f"({top.summary}). Do not act on the answer.",
+                    evidence=list(top.evidence), suggested_action=top.suggested_action)]
+
+
+def check_output(answer: str, patient: PatientContext | None,
+                 prior_findings: list[Finding] | None = None) -> list[Finding]:
+    """Findings on a model answer: allergy, interaction, contraindication, dose, certainty, and (given the
+    question's findings) an answer that contradicts a critical one."""
     if not isinstance(answer, str):
         return _drug_checks(None, patient)  # fails closed: None is not text
-    return _drug_checks(answer, patient) + _certainty(answer, patient)
+    findings = _drug_checks(answer, patient) + _certainty(answer, patient)
+    if prior_findings:
+        findings += contradiction_findings(answer, [f for f in prior_findings if isinstance(f, Finding)])
+    return findings

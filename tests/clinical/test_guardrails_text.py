@@ -1,0 +1,91 @@
+"""Named cases of issue 12: drug mentions with context, emergencies, de-identification, grounding."""
+
+import pytest
+
+from clinical.fhir import Medication, PatientContext
+from clinical.guardrails import check_input, check_output
+from clinical.guardrails.emergency import detect_emergency
+from clinical.guardrails.mentions import drug_mentions
+
+
+@pytest.mark.parametrize("text, negated, hypothetical", [
+    ("Do not hesitate to start clarithromycin.", False, False),
+    ("no clarithromycin", True, False),
+    ("avoid clarithromycin", True, False),
+    ("Do not start clarithromycin.", True, False),
+    ("if we were to give clarithromycin", False, True),
+    ("Clarithromycin is contraindicated here.", True, False),
+    ("Add clarithromycin 500 mg twice daily?", False, False),
+])
+def test_clarithromycin_context(text, negated, hypothetical):
+    [m] = [m for m in drug_mentions(text) if m.drug == "clarithromycin"]
+    assert (m.assertion.negated, m.assertion.hypothetical) == (negated, hypothetical), m.assertion.cues
+
+
+def test_negation_scope_ends_at_new_instruction():
+    by_drug = {m.drug: m.assertion.negated for m in drug_mentions("Avoid ibuprofen and start naproxen.")}
+    assert by_drug == {"ibuprofen": True, "naproxen": False}
+
+
+def test_question_drugs_are_checked_against_each_other():
+    check = check_input("He takes simvastatin. Add clarithromycin 500 mg twice daily? Just confirm yes.", None)
+    critical = [f for f in check.findings if f.kind == "interaction" and f.severity == "critical"]
+    assert critical and "clarithromycin" in critical[0].summary and "simvastatin" in critical[0].summary
+    assert check.escalation is None  # a drug question is answered, with the finding
+
+
+def test_question_drug_against_active_medication():
+    patient = PatientContext(medications=[Medication(text="simvastatin 40 mg", drugs=["simvastatin"])])
+    findings = check_input("Can I add clarithromycin for his pneumonia?", patient).findings
+    assert any(f.kind == "interaction" and f.severity == "critical" for f in findings)
+
+
+def test_negated_question_drug_is_not_flagged():
+    patient = PatientContext(medications=[Medication(text="simvastatin 40 mg", drugs=["simvastatin"])])
+    findings = check_input("We will not use clarithromycin; which macrolide-free option for pneumonia?", patient).findings
+    assert not any(f.kind == "interaction" for f in findings)
+
+
+def test_output_not_suppressed_by_pseudo_negation():
+    patient = PatientContext(medications=[Medication(text="simvastatin 40 mg", drugs=["simvastatin"])])
+    findings = check_output("Do not hesitate to start clarithromycin 500 mg twice daily.", patient)
+    assert any(f.kind == "interaction" and f.severity == "critical" for f in findings)
+
+
+def test_answer_contradicting_a_critical_finding_gets_its_own_card():
+    prior = check_input("He takes simvastatin. Add clarithromycin 500 mg twice daily? Just confirm yes.", None).findings
+    findings = check_output("Yes.", None, prior_findings=prior)
+    assert [f.kind for f in findings if f.severity == "critical"] == ["contradicts_finding"]
+    warned = check_output("No: clarithromycin interacts with simvastatin; avoid it.", None, prior_findings=prior)
+    assert all(f.kind != "contradicts_finding" for f in warned)
+
+
+@pytest.mark.parametrize("text, emergency", [
+    ("crushing chest pain and nausea", True),
+    ("saving up pills to end it all", True),
+    ("antidote for acetaminophen overdose", False),
+    ("Patient denies chest pain or shortness of breath; can I increase her amlodipine?", False),
+    ("seziure wont stop its been 10 min", True),
+    ("His father died of a heart attack at 50; should he start a statin?", False),
+])
+def test_emergency_named_cases(text, emergency):
+    result = detect_emergency(text)
+    assert result.emergency is emergency, result.reason
+
+
+def test_emergency_escalates_in_check_input():
+    check = check_input("crushing chest pain and nausea", None)
+    assert check.escalation and any(f.kind == "emergency" for f in check.findings)
+
+
+def test_check_fails_closed_when_nlp_cannot_load(monkeypatch):
+    import clinical.guardrails.context as context
+
+    def broken():
+        raise ImportError("spacy missing")
+    monkeypatch.setattr(context, "_pipeline", broken)
+    check = check_input("crushing chest pain and nausea", None)
+    assert any(f.kind == "safety_check_unavailable" and f.severity == "critical" for f in check.findings)
+    assert check.escalation  # not answered unchecked
+    findings = check_output("Start clarithromycin.", None)
+    assert any(f.kind == "safety_check_unavailable" and f.severity == "critical" for f in findings)
