@@ -5,7 +5,7 @@ present in the database afterwards.
 Bounded by time (BALANCEDBIO_SOAK_SECONDS, default 300) and by count (at most 2,000 requests a
 client). The mix per client turn: a consult, a chat completion, a streamed chat read to the end,
 feedback on the consult (and a repeat of it, which must return the same id). Memory is the summed
-RSS of the server's process group (arbiter and workers), from /proc, measured after a warm-up
+RSS of the server's process tree (arbiter and workers), from /proc, measured after a warm-up
 (the first tenth of the run) and at the end. The figures go to stdout and, when set, to the JSON
 file BALANCEDBIO_SOAK_REPORT; docs/security.md records a run.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import KEY, bearer, start_server
+from conftest import bearer, start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 CLIENTS = int(os.environ.get("BALANCEDBIO_SOAK_CLIENTS", "16"))
@@ -32,21 +32,27 @@ MAX_TURNS = 2000  # per client: the loop ends on time or on this count, whicheve
 MAX_RSS_GROWTH = 0.10
 
 
-def group_rss_bytes(pgid: int) -> int:
-    """Summed resident memory of every process in the process group `pgid` (Linux /proc)."""
-    total = 0
+def tree_rss_bytes(root: int) -> int:
+    """Summed resident memory of `root` and all its descendants (Linux /proc). BentoML's workers
+    are children of its arbiter but not in its process group, so the tree is followed by ppid."""
+    parent, rss = {}, {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid:  # field 5 of stat, the process group
-                continue
-            status = (stat.parent / "status").read_text()
-        except (OSError, IndexError, ValueError):
-            continue  # the process ended meanwhile
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024
-    return total
+            pid = int(stat.parent.name)
+            parent[pid] = int(fields[1])  # field 4 of stat: the parent pid
+            rss[pid] = next(int(line.split()[1]) * 1024 for line in (stat.parent / "status").read_text().splitlines()
+                            if line.startswith("VmRSS:"))
+        except (OSError, IndexError, ValueError, StopIteration):
+            continue  # the process ended meanwhile, or a kernel thread without VmRSS
+    tree, grew = {root}, True
+    while grew:
+        grew = False
+        for pid, ppid in parent.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    return sum(rss.get(pid, 0) for pid in tree)
 
 
 class Tally:
@@ -76,8 +82,8 @@ def _ok(response: httpx.Response) -> httpx.Response:
     return response
 
 
-def client_loop(url: str, n: int, deadline: float, tally: Tally) -> None:
-    headers = bearer(KEY)
+def client_loop(url: str, key: str, n: int, deadline: float, tally: Tally) -> None:
+    headers = bearer(key)
     with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
         for turn in range(MAX_TURNS):
             if time.monotonic() > deadline:
@@ -126,19 +132,19 @@ def test_soak_16_clients(base_export, tmp_path):
         tally = Tally()
         started = time.monotonic()
         deadline = started + SECONDS
-        threads = [threading.Thread(target=client_loop, args=(server.url, n, deadline, tally)) for n in range(CLIENTS)]
+        threads = [threading.Thread(target=client_loop, args=(server.url, server.key, n, deadline, tally)) for n in range(CLIENTS)]
         for t in threads:
             t.start()
         time.sleep(max(20.0, SECONDS / 10))  # warm-up: caches, arenas and the engine's batch buffers fill
-        rss_start = group_rss_bytes(server.proc.pid)
+        rss_start = tree_rss_bytes(server.proc.pid)
         samples = [rss_start]
         while any(t.is_alive() for t in threads) and time.monotonic() < deadline + 180:
             time.sleep(10)
-            samples.append(group_rss_bytes(server.proc.pid))
+            samples.append(tree_rss_bytes(server.proc.pid))
         for t in threads:
             t.join(timeout=180)
         elapsed = time.monotonic() - started
-        rss_end = group_rss_bytes(server.proc.pid)
+        rss_end = tree_rss_bytes(server.proc.pid)
         load = os.getloadavg()
 
         with sqlite3.connect(server.data_dir / "balancedbio.db") as db:
