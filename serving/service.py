@@ -39,6 +39,7 @@ with bentoml.importing():
     from serving import safety
     from serving.auth import ApiError, BodyLimit, KeyRing, RateLimiter
     from serving.config import Settings, ensure_base_export, fhir_server_allowed, find_model
+    from serving.middleware import Guard, RequestMetrics
     from serving.engine import GenerationOutput, OnnxEngine, PromptTooLong, SamplingParams
     from serving.schemas import (ChatCompletion, ChatCompletionRequest, Choice, ConsultRequest, ConsultResponse,
                                  ErrorResponse, FeedbackRequest, FeedbackResponse, FhirPatientRequest, ModelCard,
@@ -397,67 +398,7 @@ async def fhir_patient(body: FhirPatientRequest, key_id: str = Depends(authorize
 
 
 # -- the service -------------------------------------------------------------------------------------------
-class RequestMetrics:
-    """ASGI middleware: every request's endpoint, status and latency to monitoring.metrics."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        started, status = time.perf_counter(), 500
-
-        async def send_status(message):
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            _count("observe_request", scope.get("path", ""), status, time.perf_counter() - started)
-
-
-class Guard:
-    """ASGI middleware for the routes BentoML and Gradio own (our FastAPI routes have `authorized`):
-
-    * /metrics per BALANCEDBIO_METRICS_ACCESS: "key" needs an API key or a BALANCEDBIO_METRICS_KEYS key
-      (401/403 otherwise); "reduced" and "open" are served (reduced is filtered in __metrics__);
-    * /readyz carries X-BalancedBio-Warning when CDS Hooks runs unsigned or refuses every call;
-    * Gradio's upload route is rate-limited per client address (it cannot carry an API key)."""
-
-    def __init__(self, app):
-        self.app = app
-        self.metrics_keys = KeyRing([*SETTINGS.api_keys, *SETTINGS.metrics_keys])
-        self.uploads = RateLimiter(UPLOADS_PER_MINUTE)
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        path = scope.get("path", "")
-        try:
-            if path == "/metrics" and SETTINGS.metrics_access == "key":
-                authorization = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
-                self.metrics_keys.identify(authorization or None)
-            elif path.startswith("/ui/") and path.rstrip("/").endswith("/gradio_api/upload"):
-                self.uploads.check("upload:" + str((scope.get("client") or ("?",))[0]))
-        except ApiError as e:
-            _count("record_error", _ERROR_KIND.get(e.status, "internal"))
-            response = _error(e.status, e.type, e.message, e.headers)
-            return await response(scope, receive, send)
-        if path == "/readyz" and CDS_WARNING[0]:
-            async def warn(message):
-                if message["type"] == "http.response.start":
-                    message = {**message, "headers": [*message.get("headers", []),
-                                                      (b"x-balancedbio-warning", CDS_WARNING[0].encode())]}
-                await send(message)
-            return await self.app(scope, receive, warn)
-        return await self.app(scope, receive, send)
-
-
-UPLOADS_PER_MINUTE = 30
-CDS_WARNING: list[str] = [""]  # set when CDS Hooks is mounted unsigned or refusing
+CDS_WARNING: list[str] = [""]  # set when CDS Hooks is mounted unsigned or refusing (serving.middleware.Guard)
 
 
 @bentoml.service(name="balancedbio", workers=1, traffic={"timeout": 300, "concurrency": 64},
@@ -613,6 +554,6 @@ def _mount_optional_apps() -> None:
 _mount_optional_apps()
 BalancedBio.add_asgi_middleware(BodyLimit, max_bytes=SETTINGS.max_body_bytes,
                                 on_reject=lambda scope: _count("record_error", "payload_too_large"))
-BalancedBio.add_asgi_middleware(RequestMetrics)
-BalancedBio.add_asgi_middleware(Guard)
+BalancedBio.add_asgi_middleware(RequestMetrics, count=_count)
+BalancedBio.add_asgi_middleware(Guard, settings=SETTINGS, count=_count, warning=lambda: CDS_WARNING[0])
 _install_bounded_traffic_metrics()

@@ -68,7 +68,8 @@ def hardened(base_export, fhir_stub, tmp_path_factory):
                        BALANCEDBIO_API_KEYS=",".join((KEY, OTHER_KEY, UNCHECKED_KEY)),
                        BALANCEDBIO_FHIR_SERVERS=fhir_stub.base_url,
                        BALANCEDBIO_CHAT_UNCHECKED_KEY_IDS=key_id(UNCHECKED_KEY),
-                       BALANCEDBIO_CDS_ALLOW_UNSIGNED="", BALANCEDBIO_CDS_JWT_ISSUERS="")
+                       BALANCEDBIO_CDS_ALLOW_UNSIGNED="", BALANCEDBIO_CDS_JWT_ISSUERS="",
+                       BALANCEDBIO_MAX_TOKENS="64")  # room for a stream to be cut mid-way
     yield srv
     srv.kill()
 

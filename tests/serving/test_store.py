@@ -89,3 +89,59 @@ def test_other_schema_version_is_refused(db):
         s.get(SchemaInfo, "schema_version").value = "99"
     with pytest.raises(SchemaMismatch, match="99"):
         Store(db)
+
+
+def test_version_1_database_is_migrated(db, tmp_path):
+    """A database written before issue 13 (no finish_reason, no dedupe key, no cds_cards) is upgraded."""
+    import sqlite3
+
+    from pathlib import Path
+
+    path = Path(db.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as con:
+        con.executescript("""
+            CREATE TABLE schema_info (key VARCHAR(64) PRIMARY KEY, value VARCHAR(256));
+            INSERT INTO schema_info VALUES ('schema_version', '1');
+            CREATE TABLE consults (id VARCHAR(36) PRIMARY KEY, created_at DATETIME, endpoint VARCHAR(64),
+                model_version VARCHAR(256), aligned BOOLEAN, api_key_id VARCHAR(16), input_sha256 VARCHAR(64),
+                answer_sha256 VARCHAR(64), escalated BOOLEAN, findings JSON, prompt_tokens INTEGER,
+                completion_tokens INTEGER, latency_seconds FLOAT, raw_input TEXT, raw_answer TEXT);
+            CREATE TABLE feedback (id VARCHAR(36) PRIMARY KEY, consult_id VARCHAR(36) REFERENCES consults(id),
+                created_at DATETIME, source VARCHAR(32), outcome VARCHAR(32), reason TEXT, correct BOOLEAN,
+                edited_answer_sha256 VARCHAR(64), edited_answer TEXT, card_uuid VARCHAR(64), service_id VARCHAR(128),
+                details JSON);
+        """)
+    store = Store(db)
+    assert store.schema_version() == SCHEMA_VERSION == 2
+    cid = store.add_consult(endpoint="/consult", model_version="m", aligned=False, api_key_id="k", question="q",
+                            patient=None, answer="a", escalated=False, findings=[], finish_reason="disconnected")
+    assert store.get_consult(cid).finish_reason == "disconnected"
+
+
+@pytest.mark.parametrize("first,second,same", [
+    ({"outcome": "accept"}, {"outcome": "accept"}, True),
+    ({"outcome": "accept"}, {"outcome": "override", "reason": "r"}, False),
+], ids=["repeat_is_the_same_row", "other_outcome_is_a_new_row"])
+def test_feedback_dedupe_key(db, first, second, same):
+    store = Store(db)
+    cid = store.add_consult(endpoint="/consult", model_version="m", aligned=False, api_key_id="k", question="q",
+                            patient=None, answer="a", escalated=False, findings=[])
+    a = store.add_feedback(consult_id=cid, dedupe_key=f"api:{cid}:{first['outcome']}", **first)
+    b = store.add_feedback(consult_id=cid, dedupe_key=f"api:{cid}:{second['outcome']}", **second)
+    assert (a == b) is same and len(store.feedback_for(cid)) == (1 if same else 2)
+
+
+@pytest.mark.parametrize("client,ok", [("https://ehr.example", True), ("https://other.example", False)],
+                         ids=["the_receiving_ehr", "another_ehr"])
+def test_cds_feedback_only_from_the_client_that_received_the_card(db, client, ok):
+    from serving.store import UnknownCard
+
+    store = Store(db)
+    store.record_cds_cards("bb-order-check", "https://ehr.example", ["card-9"])
+    item = {"card": "card-9", "outcome": "accepted", "service_id": "bb-order-check", "client": client}
+    if ok:
+        assert store.record_cds_feedback(item) == store.record_cds_feedback(item)  # idempotent
+    else:
+        with pytest.raises(UnknownCard):
+            store.record_cds_feedback(item)

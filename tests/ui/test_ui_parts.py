@@ -131,3 +131,51 @@ def test_running_alone_needs_an_api_url():
     result = subprocess.run([sys.executable, "-m", "ui"], capture_output=True, text=True, timeout=120,
                             env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 2 and "--api-url" in result.stderr
+
+
+@pytest.mark.parametrize("where", ["outside", "symlink_out", "folder", "missing", "traversal"])
+def test_upload_outside_the_upload_folder_is_refused_without_its_path(tmp_path, where):
+    root, outside = tmp_path / "uploads", tmp_path / "secret.json"
+    root.mkdir()
+    outside.write_text('{"resourceType": "Patient", "id": "p"}')
+    (root / "link.json").symlink_to(outside)
+    path = {"outside": outside, "symlink_out": root / "link.json", "folder": root, "missing": root / "gone.json",
+            "traversal": root / ".." / "secret.json"}[where]
+    with pytest.raises(patients.PatientLoadError) as refused:
+        patients.load_upload(path, root)
+    assert str(tmp_path) not in str(refused.value) and "secret" not in str(refused.value)
+
+
+def test_old_uploads_are_cleaned_and_new_ones_kept(tmp_path):
+    import os
+
+    old, new = tmp_path / "a" / "old.json", tmp_path / "b" / "new.json"
+    for f in (old, new):
+        f.parent.mkdir()
+        f.write_text("{}")
+    os.utime(old, (1_000, 1_000))
+    assert patients.clean_uploads(tmp_path, max_age_s=3600) == 1
+    assert not old.exists() and not old.parent.exists() and new.exists()
+
+
+def test_session_counter_limits_each_session():
+    from ui.app import SessionCounter
+
+    counter = SessionCounter(limit=2, max_sessions=2)
+    assert [counter.take("s1") for _ in range(3)] == [True, True, False]
+    assert counter.take("s2") and counter.take("s3")  # s1 forgotten: the table stays bounded
+
+
+@pytest.mark.parametrize("server,expected", [(("127.0.0.1", 3100), "http://127.0.0.1:3100"),
+                                             (("0.0.0.0", 3000), "http://127.0.0.1:3000"),
+                                             (("::1", 3000), "http://[::1]:3000")],
+                         ids=["loopback", "any_address", "ipv6"])
+def test_mounted_ui_calls_the_socket_address_never_the_host_header(monkeypatch, server, expected):
+    from types import SimpleNamespace
+
+    from ui.app import _base_url
+
+    monkeypatch.delenv("BALANCEDBIO_API_URL", raising=False)
+    request = SimpleNamespace(request=SimpleNamespace(scope={"server": server}),
+                              headers={"host": "attacker.example:1"})
+    assert _base_url(None, request) == expected
