@@ -11,20 +11,32 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-REPO = Path(__file__).resolve().parents[1]
+from shared_data import ALLOW_MISSING_DATA, SHARED_DATA, missing_data_message, require  # noqa: E402
+
 TEST_DATA = Path(__file__).resolve().parent / "data"
-SHARED_DATA = Path(os.environ.get("BALANCEDBIO_DATA") or REPO.parent / "shared" / "data")
+
+
+def pytest_configure(config):
+    """A missing data folder fails the run in one line, instead of a third of the suite skipping."""
+    message = missing_data_message()
+    if message and not ALLOW_MISSING_DATA:
+        raise pytest.UsageError(message)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared data folder (skips only when the run opted out with BALANCEDBIO_ALLOW_MISSING_DATA=1)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(missing_data_message())
+    return SHARED_DATA
 
 
 @pytest.fixture
 def shared_file():
-    """Path of a file of the workspace's third-party data; skips the test, saying why, when absent."""
+    """Path of a file of the workspace's third-party data (see shared_data.require)."""
 
     def find(relative: str) -> Path:
-        path = SHARED_DATA / relative
-        if not path.exists():
-            pytest.skip(f"{path} is not here (set BALANCEDBIO_DATA to the shared data folder)")
-        return path
+        return require(SHARED_DATA / relative)
 
     return find
 
