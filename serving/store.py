@@ -20,9 +20,10 @@ from pathlib import Path
 from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event,
                         select)
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 SCHEMA_VERSION = 1
+SCHEMA_LOCK_ID = 0x62626462  # PostgreSQL advisory lock held while the schema is created ("bbdb")
 
 
 class Base(DeclarativeBase):
@@ -107,14 +108,20 @@ class Store:
             _sqlite_pragmas(self.engine)
         self.store_raw = store_raw
         self._session = sessionmaker(self.engine, expire_on_commit=False)
-        Base.metadata.create_all(self.engine)
-        self._check_version()
+        with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                # Replicas starting together on a fresh database race on CREATE TABLE and on the version
+                # row, and the loser dies of a unique violation: one at a time, for this transaction.
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_ID})")
+            Base.metadata.create_all(conn)
+            self._check_version(conn)
 
-    def _check_version(self) -> None:
-        with self._session.begin() as s:
+    def _check_version(self, conn) -> None:
+        with Session(bind=conn) as s:
             row = s.get(SchemaInfo, "schema_version")
             if row is None:
                 s.add(SchemaInfo(key="schema_version", value=str(SCHEMA_VERSION)))
+                s.flush()  # inside the caller's transaction, which commits it
             elif int(row.value) != SCHEMA_VERSION:
                 raise SchemaMismatch(f"database schema version {row.value}, this service writes {SCHEMA_VERSION}")
 

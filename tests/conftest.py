@@ -55,3 +55,29 @@ def private_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BALANCEDBIO_CACHE", str(tmp_path_factory.mktemp("bb_cache")))
         yield
+
+
+# End-to-end tests are the ones over real processes: a `bentoml serve` (server, serve, service,
+# trained_server), a browser, Prometheus, PostgreSQL, a training run killed and resumed. They are
+# marked `e2e` by the fixtures they use, so a new test over these fixtures is marked too; they run by
+# default (`-m e2e` runs only them, `-m "not e2e"` leaves them out).
+E2E_FIXTURES = {"server", "serve", "service", "trained_server", "browser", "prometheus", "postgresql",
+                "resumed_run"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        parametrized = set(callspec.params) if callspec else set()  # a test argument merely named "service"
+        if E2E_FIXTURES & (set(getattr(item, "fixturenames", ())) - parametrized):
+            item.add_marker(pytest.mark.e2e)
+
+
+def pytest_report_header(config):
+    from system_programs import in_ci, missing
+
+    packages = missing()
+    if not packages:
+        return None
+    verdict = "they fail under CI" if in_ci() else "their tests skip"
+    return f"end-to-end programs missing ({verdict}): apt-get install -y {' '.join(packages)}"
