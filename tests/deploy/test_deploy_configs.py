@@ -13,6 +13,7 @@ import copy
 import json
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -188,6 +189,34 @@ def test_kustomization_lists_every_manifest_but_the_secret():
     kinds = {d["kind"] for name in listed for d in load_yaml_docs(K8S / name)}
     assert {"Deployment", "Service", "HorizontalPodAutoscaler", "ServiceMonitor", "PersistentVolumeClaim"} <= kinds
     assert "Secret" not in kinds  # created by hand from secret.example.yaml, never applied with a placeholder
+
+
+def _requirement_name(spec: str) -> str:
+    return re.split(r"[\[=<>!~ ]", spec, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_database_urls_name_a_driver_the_image_installs():
+    """Each database URL the manifests configure loads its SQLAlchemy dialect's driver here, and the
+    driver's distribution is both a dependency of the project and a package of the image (bentofile)."""
+    from importlib.metadata import packages_distributions
+
+    from sqlalchemy.engine import make_url
+
+    secret = yaml.safe_load((K8S / "secret.example.yaml").read_text())
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["balancedbio"]["environment"]
+    compose_default = re.fullmatch(r"\$\{BALANCEDBIO_DB_URL:-(.+)\}", compose["BALANCEDBIO_DB_URL"]).group(1)
+    urls = {"k8s secret": secret["stringData"]["db-url"], "compose default": compose_default}
+    image = {_requirement_name(p) for p in yaml.safe_load((REPO / "bentofile.yaml").read_text())["python"]["packages"]}
+    project = {_requirement_name(d) for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    drivers = {}
+    for where, url in urls.items():
+        module = make_url(url).get_dialect().import_dbapi().__name__.split(".")[0]  # ImportError if absent
+        drivers[where] = module
+        if module == "sqlite3":
+            continue  # the standard library's
+        dists = {d.lower() for d in packages_distributions().get(module, [])}
+        assert dists & image and dists & project, f"{where}: driver {module} ({dists}) not in the image and pyproject"
+    assert drivers == {"k8s secret": "psycopg", "compose default": "sqlite3"}
 
 
 # --- compose and training ---------------------------------------------------------------------

@@ -194,7 +194,7 @@ def test_two_replicas_write_at_once_and_every_acknowledged_row_survives_kill_9(p
     assert len(acknowledged) == 4 * ROUNDS_PER_CLIENT
     engine = create_engine(url)
     with engine.connect() as c:
-        rows = set(c.execute(text("SELECT consult_id, id FROM feedback")).tuples())
+        rows = {tuple(row) for row in c.execute(text("SELECT consult_id, id FROM feedback"))}
         consults = set(c.execute(text("SELECT id FROM consults")).scalars())
     engine.dispose()
     assert set(acknowledged) <= rows and {cid for cid, _ in acknowledged} <= consults
