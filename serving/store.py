@@ -21,11 +21,12 @@ from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, Str
                         select)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from clinical.deid import deidentify
 
 SCHEMA_VERSION = 2
+SCHEMA_LOCK_ID = 0x62626462  # PostgreSQL advisory lock held while the schema is created ("bbdb")
 # Version 1 -> 2 (issue 13): consults.finish_reason, feedback.dedupe_key (unique), the cds_cards table.
 _MIGRATIONS_1_TO_2 = (
     "ALTER TABLE consults ADD COLUMN finish_reason VARCHAR(32)",
@@ -145,14 +146,20 @@ class Store:
             _sqlite_pragmas(self.engine)
         self.store_raw = store_raw
         self._session = sessionmaker(self.engine, expire_on_commit=False)
-        Base.metadata.create_all(self.engine)
-        self._check_version()
+        with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                # Replicas starting together on a fresh database race on CREATE TABLE and on the version
+                # row, and the loser dies of a unique violation: one at a time, for this transaction.
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_ID})")
+            Base.metadata.create_all(conn)
+            self._check_version(conn)
 
-    def _check_version(self) -> None:
-        with self._session.begin() as s:
+    def _check_version(self, conn) -> None:
+        with Session(bind=conn) as s:
             row = s.get(SchemaInfo, "schema_version")
             if row is None:
                 s.add(SchemaInfo(key="schema_version", value=str(SCHEMA_VERSION)))
+                s.flush()  # inside the caller's transaction, which commits it
             elif int(row.value) == 1:
                 for statement in _MIGRATIONS_1_TO_2:
                     s.connection().exec_driver_sql(statement)

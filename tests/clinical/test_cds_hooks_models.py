@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from clinical import cds_hooks as ch
 from clinical.guardrails import Finding
+from shared_data import require
 from tests_paths import CDS_DIR
 
 MODEL_FOR = [
@@ -37,9 +38,7 @@ MODEL_FOR = [
 
 @pytest.mark.parametrize("name,model,rejects", MODEL_FOR, ids=[m[0] for m in MODEL_FOR])
 def test_spec_examples_against_models(name, model, rejects):
-    path = CDS_DIR / name
-    if not path.exists():
-        pytest.skip(f"{path} is not here")
+    path = require(CDS_DIR / name)
     data = json.loads(path.read_text())
     if rejects:
         with pytest.raises(ValidationError, match=rejects):
@@ -49,8 +48,7 @@ def test_spec_examples_against_models(name, model, rejects):
 
 
 def test_fragment_examples_validate():
-    if not CDS_DIR.exists():
-        pytest.skip("no CDS Hooks examples")
+    require(CDS_DIR)
     ch.Source.model_validate(json.loads((CDS_DIR / "card_source_example.json").read_text())["source"])
     for reason in json.loads((CDS_DIR / "card_overrideReasons_example.json").read_text())["overrideReasons"]:
         ch.Coding.model_validate(reason)

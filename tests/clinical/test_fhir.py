@@ -7,20 +7,88 @@ from datetime import date
 
 import pytest
 
-from clinical.fhir import FHIRInputError, PatientContext, parse_patient
+from clinical.fhir import FHIRInputError, parse_patient
 from tests_paths import FHIR_FILES, SYNTHEA_FILES
 
 
+# --- what each shared file says, read from its raw JSON (not through the parser under test) --------
+# FHIR R4's own rules: a Condition is current unless its clinicalStatus says otherwise or it has
+# abated; a MedicationRequest is current when "active" (a MedicationStatement also when "intended");
+# an AllergyIntolerance is current unless inactive or resolved; a record whose verificationStatus is
+# refuted or entered-in-error records nothing; SNOMED's "no known ... allergy" codes record no allergy.
+CURRENT_CONDITION = {None, "active", "recurrence", "relapse"}
+NOT_RECORDED = {"refuted", "entered-in-error"}
+NO_KNOWN_ALLERGY = {"716186003", "409137002", "428607008", "429625007"}
+
+
+def _raw_resources(node: dict, full_url: str | None = None):
+    """(resource, its entry's fullUrl) for every resource, Bundles (also nested ones) opened."""
+    if node.get("resourceType") != "Bundle":
+        yield node, full_url
+        return
+    for entry in node.get("entry") or []:
+        if isinstance(entry.get("resource"), dict):
+            yield from _raw_resources(entry["resource"], entry.get("fullUrl"))
+
+
+def _name(concept: dict | None) -> str | None:
+    concept = concept or {}
+    return ((concept.get("coding") or [{}])[0].get("display")) or concept.get("text")
+
+
+def _status_code(concept: dict | None) -> str | None:
+    return next((c.get("code") for c in (concept or {}).get("coding") or [] if c.get("code")), None)
+
+
+def expected_content(payload: dict) -> dict[str, list[str]]:
+    """Names of the current conditions, medications and allergies of the bundle's first patient."""
+    resources = list(_raw_resources(payload))
+    patients = [(r, url) for r, url in resources if r["resourceType"] == "Patient"]
+    others = {ref for r, url in patients[1:] for ref in (f"Patient/{r.get('id')}", url) if ref}
+    medications = {key: r for r, url in resources if r["resourceType"] == "Medication"
+                   for key in (f"Medication/{r.get('id')}", url) if key}
+    out: dict[str, list[str]] = {"conditions": [], "medications": [], "allergies": []}
+    for r, _ in resources:
+        ref = (r.get("subject") or r.get("patient") or {}).get("reference") or ""
+        if ref and any(ref == o or ref.endswith("/" + o) for o in others):
+            continue
+        kind, verification = r["resourceType"], _status_code(r.get("verificationStatus"))
+        clinical = _status_code(r.get("clinicalStatus"))
+        if kind == "Condition" and verification not in NOT_RECORDED and clinical in CURRENT_CONDITION \
+                and not r.get("abatementDateTime") and _name(r.get("code")):
+            if _name(r.get("code")) not in out["conditions"]:
+                out["conditions"].append(_name(r.get("code")))
+        elif kind in ("MedicationRequest", "MedicationStatement") and r.get("status") in (
+                ("active", "intended") if kind == "MedicationStatement" else ("active",)):
+            concept = r.get("medicationCodeableConcept")
+            if concept is None and r.get("medicationReference"):
+                target = r["medicationReference"].get("reference", "")
+                contained = {f"#{c.get('id')}": c for c in r.get("contained") or []}
+                medication = medications.get(target) or contained.get(target) or {}
+                concept = medication.get("code") or {"text": r["medicationReference"].get("display")}
+            if _name(concept):
+                out["medications"].append(_name(concept))
+        elif kind == "AllergyIntolerance" and clinical not in ("inactive", "resolved") \
+                and verification not in NOT_RECORDED and _name(r.get("code")) \
+                and _status_code(r.get("code")) not in NO_KNOWN_ALLERGY:
+            out["allergies"].append(_name(r.get("code")))
+    return out
+
+
 @pytest.mark.parametrize("path", FHIR_FILES, ids=[p.name for p in FHIR_FILES])
-def test_every_shared_fhir_file_parses(path):
+def test_every_shared_fhir_file_gives_its_conditions_medications_and_allergies(path):
     payload = json.loads(path.read_text())
     if "resourceType" not in payload:  # package.json of the HL7 examples: not FHIR
         with pytest.raises(FHIRInputError, match="no resourceType"):
             parse_patient(payload)
         return
     context = parse_patient(payload, as_of=date(2026, 1, 1))
-    assert isinstance(context, PatientContext)
-    assert context.to_prompt().startswith("Patient summary")
+    expected = expected_content(payload)
+    assert sorted(c.display for c in context.conditions) == sorted(expected["conditions"])
+    assert sorted(m.text for m in context.medications) == sorted(expected["medications"])
+    assert sorted(a.substance for a in context.allergies) == sorted(expected["allergies"])
+    prompt = context.to_prompt()
+    assert all(name in prompt for names in expected.values() for name in names)
 
 
 @pytest.mark.parametrize("path", SYNTHEA_FILES, ids=[p.name.split("_")[0] for p in SYNTHEA_FILES])

@@ -122,3 +122,35 @@ def test_labelled_set_precision_and_recall():
     result = evaluate()
     assert result["cases"] >= 100
     assert result["micro"]["precision"] >= 0.9 and result["micro"]["recall"] >= 0.9, result["errors"]
+
+
+def _labelled_kinds() -> list[str]:
+    import json
+
+    from clinical.guardrails_eval.evaluate import CASES
+
+    cases = [json.loads(line) for line in CASES.read_text().splitlines() if line.strip()]
+    return sorted({kind for case in cases for kind in case["expected"]})
+
+
+@pytest.fixture(scope="module")
+def labelled_result():
+    from clinical.guardrails_eval.evaluate import evaluate
+
+    return evaluate()
+
+
+# Per finding kind, so that one kind collapsing is not hidden by the others in the micro average.
+# The smallest kinds have 4 to 5 labelled cases: a floor of 0.75 allows one miss (or one false alarm)
+# in four, and fails a kind that loses half of its cases.
+PER_KIND_FLOOR = 0.75
+
+
+@pytest.mark.parametrize("kind", _labelled_kinds())
+def test_labelled_set_precision_and_recall_per_finding_kind(labelled_result, kind):
+    row = labelled_result["by_kind"].get(kind, {"tp": 0, "fp": 0, "fn": 0, "precision": None, "recall": 0.0})
+    missed = [e["id"] for e in labelled_result["errors"] if kind in e["expected"] and kind not in e["predicted"]]
+    false_alarms = [e["id"] for e in labelled_result["errors"] if kind in e["predicted"] and kind not in e["expected"]]
+    assert row["tp"] + row["fn"] >= 4, f"{kind}: too few labelled cases for a per-kind floor"
+    assert row["recall"] >= PER_KIND_FLOOR, f"{kind} missed: {missed}"
+    assert row["precision"] is not None and row["precision"] >= PER_KIND_FLOOR, f"{kind} false alarms: {false_alarms}"

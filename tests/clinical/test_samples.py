@@ -8,7 +8,8 @@ import pytest
 
 from clinical.fhir import parse_patient
 from clinical.samples import SAMPLES_DIR, list_samples, load_sample
-from tests_paths import SYNTHEA_FILES
+from shared_data import require
+from tests_paths import SYNTHEA_DIR
 
 ORIGINALS = {
     "synthea_chronic_sinusitis": "Buster_Hoeger_ad2e3fc5-2b5d-4cb9-8d03-9ea0f4ac8423.json",
@@ -29,11 +30,9 @@ def test_sample_parses(name):
 
 @pytest.mark.parametrize("name,original", sorted(ORIGINALS.items()))
 def test_sample_is_a_verbatim_copy(name, original):
-    shared = {p.name: p for p in SYNTHEA_FILES}
-    if original not in shared:
-        pytest.skip("shared Synthea data not here")
+    shared = require(SYNTHEA_DIR / original)
     digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()
-    assert digest(SAMPLES_DIR / f"{name}.json") == digest(shared[original])
+    assert digest(SAMPLES_DIR / f"{name}.json") == digest(shared)
 
 
 def test_unknown_sample_names_the_valid_ones():

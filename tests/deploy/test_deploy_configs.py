@@ -12,14 +12,15 @@ from __future__ import annotations
 import copy
 import json
 import re
-import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
 from monitoring import metrics
+from system_programs import require
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -37,10 +38,7 @@ RECORDED_RE = re.compile(r"\bbalancedbio:[a-z0-9_:]+\b")
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess:
-    exe = shutil.which("promtool")
-    if exe is None:
-        pytest.fail("promtool is missing: `apt-get install -y prometheus` (.ci/run does this)")
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=120, cwd=PROM)
+    return subprocess.run([str(require("promtool")), *args], capture_output=True, text=True, timeout=120, cwd=PROM)
 
 
 def load_yaml_docs(path: Path) -> list[dict]:
@@ -179,14 +177,46 @@ def test_service_hpa_and_servicemonitor_point_at_the_deployment():
     assert {e["port"] for e in monitor["spec"]["endpoints"]} <= service_ports
 
 
-def test_kustomization_builds_when_kubectl_is_here():
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed; the schema checks above still ran")
-    result = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    kinds = {d["kind"] for d in yaml.safe_load_all(result.stdout) if d}
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "ServiceMonitor"} <= kinds
+def test_kustomization_lists_every_manifest_but_the_secret():
+    """What `kubectl apply -k deploy/k8s` would apply, read from kustomization.yaml (kubectl is not a
+    Debian package CI can rely on): every listed file exists, every manifest but the Secret's example
+    is listed, and together they hold the workload, its Service, autoscaler and ServiceMonitor."""
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    listed = kustomization["resources"]
+    assert len(listed) == len(set(listed)) and all((K8S / name).is_file() for name in listed)
+    manifests = {f.name for f in K8S.glob("*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
+    assert set(listed) == manifests
+    kinds = {d["kind"] for name in listed for d in load_yaml_docs(K8S / name)}
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "ServiceMonitor", "PersistentVolumeClaim"} <= kinds
+    assert "Secret" not in kinds  # created by hand from secret.example.yaml, never applied with a placeholder
+
+
+def _requirement_name(spec: str) -> str:
+    return re.split(r"[\[=<>!~ ]", spec, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_database_urls_name_a_driver_the_image_installs():
+    """Each database URL the manifests configure loads its SQLAlchemy dialect's driver here, and the
+    driver's distribution is both a dependency of the project and a package of the image (bentofile)."""
+    from importlib.metadata import packages_distributions
+
+    from sqlalchemy.engine import make_url
+
+    secret = yaml.safe_load((K8S / "secret.example.yaml").read_text())
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["balancedbio"]["environment"]
+    compose_default = re.fullmatch(r"\$\{BALANCEDBIO_DB_URL:-(.+)\}", compose["BALANCEDBIO_DB_URL"]).group(1)
+    urls = {"k8s secret": secret["stringData"]["db-url"], "compose default": compose_default}
+    image = {_requirement_name(p) for p in yaml.safe_load((REPO / "bentofile.yaml").read_text())["python"]["packages"]}
+    project = {_requirement_name(d) for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    drivers = {}
+    for where, url in urls.items():
+        module = make_url(url).get_dialect().import_dbapi().__name__.split(".")[0]  # ImportError if absent
+        drivers[where] = module
+        if module == "sqlite3":
+            continue  # the standard library's
+        dists = {d.lower() for d in packages_distributions().get(module, [])}
+        assert dists & image and dists & project, f"{where}: driver {module} ({dists}) not in the image and pyproject"
+    assert drivers == {"k8s secret": "psycopg", "compose default": "sqlite3"}
 
 
 # --- compose and training ---------------------------------------------------------------------

@@ -9,7 +9,6 @@ HTTP API (`/api/v1/query`), the way Grafana and the alerts see it.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -20,6 +19,7 @@ import pytest
 import yaml
 
 from service_process import free_port
+from system_programs import require
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "deploy" / "prometheus" / "rules.yml"
@@ -29,9 +29,7 @@ POLL_S = 0.5
 
 @pytest.fixture(scope="module")
 def prometheus(service, tmp_path_factory):
-    exe = shutil.which("prometheus")
-    if exe is None:
-        pytest.fail("the prometheus binary is missing: `apt-get install -y prometheus` (.ci/run does this)")
+    exe = str(require("prometheus"))
     workdir = tmp_path_factory.mktemp("prometheus")
     target = service.url.removeprefix("http://")
     config = {

@@ -67,7 +67,8 @@ def start_server(model_dir: Path, data_dir: Path, **env_overrides: str) -> Serve
            "BALANCEDBIO_DEFAULT_MAX_TOKENS": "4", "BALANCEDBIO_RATE_LIMIT": "100000",
            "BALANCEDBIO_ORT_THREADS": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "BENTOML_DO_NOT_TRACK": "true", **env_overrides}
-    env.pop("BALANCEDBIO_DB_URL", None)
+    if "BALANCEDBIO_DB_URL" not in env_overrides:  # the caller's environment never picks the database
+        env.pop("BALANCEDBIO_DB_URL", None)
     log_path = data_dir / "server.log"
     proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1", "--port", str(port)],
                             cwd=REPO, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,

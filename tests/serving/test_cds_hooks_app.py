@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -13,20 +11,20 @@ from clinical.cds_hooks import CDSResponse, DiscoveryResponse, FeedbackRequest, 
 from serving.cds_hooks_app import create_cds_app
 from serving.fhir_client import FHIRClient
 
-SHARED = Path(os.environ.get("BALANCEDBIO_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
+from shared_data import SHARED_DATA, require
+
+SHARED = SHARED_DATA
 CDS = SHARED / "cds_hooks"
 SYNTHEA = SHARED / "fhir" / "synthea"
 KERMIT = SYNTHEA / "Kermit_Trantow_f1a650a5-737e-4fd7-828e-03c3348b9524.json"  # allergies + active meds
-needs_data = pytest.mark.skipif(not CDS.exists() or not SYNTHEA.exists(), reason=f"{SHARED} is not here")
+needs_data = pytest.mark.skipif(not SHARED.is_dir(), reason=f"no shared data at {SHARED} (BALANCEDBIO_ALLOW_MISSING_DATA=1)")
 
 
 @pytest.fixture(scope="module")
 def stub():
-    if not SYNTHEA.exists():
-        pytest.skip(f"{SYNTHEA} is not here")
     from fhir_stub import FHIRStub
 
-    server = FHIRStub([KERMIT]).start()
+    server = FHIRStub([require(KERMIT)]).start()
     yield server
     server.stop()
 
@@ -37,10 +35,15 @@ def feedback_log():
 
 
 @pytest.fixture
-def client(stub, feedback_log):
-    factory = lambda base, token: FHIRClient(stub.base_url, token)  # every fhirServer -> the local stub
+def client(request, feedback_log):
     # These tests are about the hooks, not about trust: the development switch is set explicitly
-    # (tests/security/test_cds_fails_closed.py is about running without it).
+    # (tests/security/ is about running without it). Only the tests that ask for the FHIR stub
+    # (Synthea data) get it: the others need no data.
+    if "stub" in request.fixturenames:
+        stub = request.getfixturevalue("stub")
+        factory = lambda base, token: FHIRClient(stub.base_url, token)  # every fhirServer -> the local stub
+    else:
+        factory = lambda base, token: pytest.fail(f"this test asked for no FHIR server but the app fetched {base}")
     return TestClient(create_cds_app(record_feedback=feedback_log.append, fhir_client_factory=factory,
                                      allow_unsigned=True))
 
@@ -148,7 +151,7 @@ REQUEST_REPLAYS = [
 
 @needs_data
 @pytest.mark.parametrize("name,service", REQUEST_REPLAYS, ids=[r[0] for r in REQUEST_REPLAYS])
-def test_replay_full_requests(client, name, service):
+def test_replay_full_requests(client, stub, name, service):
     r = client.post(f"/{service}", content=(CDS / name).read_bytes(), headers={"content-type": "application/json"})
     assert r.status_code == 200, r.text
     CDSResponse.model_validate(r.json())
@@ -220,7 +223,7 @@ def test_a_crash_inside_a_service_returns_a_fail_closed_card(client, monkeypatch
     assert card["indicator"] == "critical" and card["summary"].startswith("Safety check unavailable")
 
 
-def test_patient_view_from_fhir_server(client):
+def test_patient_view_from_fhir_server(client, stub):
     bundle = json.loads(KERMIT.read_text())
     pid = next(e["resource"]["id"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
     body = {"hook": "patient-view", "hookInstance": "h", "fhirServer": "https://ehr.example.org/fhir",

@@ -5,24 +5,22 @@ right cards, and the prompt holds no identifier of the patient."""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 from clinical.cds_hooks import HookRequest, handle_hook
 from clinical.phi import patient_phi_strings
 
-SYNTHEA = Path(os.environ.get("BALANCEDBIO_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data") / "fhir" / "synthea"
+from shared_data import SHARED_DATA, require
+
+SYNTHEA = SHARED_DATA / "fhir" / "synthea"
 # On verapamil and simvastatin (an ONC high-priority pair) among other active medications.
 ABSHIRE = SYNTHEA / "Christopher_Abshire_028250cc-cfc0-4dee-a771-78fde1275fcb.json"
 
 
 @pytest.fixture(scope="module")
 def bundle():
-    if not ABSHIRE.exists():
-        pytest.skip(f"{ABSHIRE} is not here")
-    return json.loads(ABSHIRE.read_text())
+    return json.loads(require(ABSHIRE).read_text())
 
 
 ANSWERS = [
@@ -34,7 +32,7 @@ ANSWERS = [
 
 @pytest.mark.parametrize("answer,summary,indicator,act_code", [a[1:] for a in ANSWERS], ids=[a[0] for a in ANSWERS])
 def test_consult_pipeline_cards(bundle, answer, summary, indicator, act_code):
-    consult = pytest.importorskip("serving.consult")
+    from serving import consult
     c = consult.prepare("What should I change in this patient's treatment?", bundle)
     assert c.escalation is None
     findings, cards, issues = consult.finish(c, answer)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -11,14 +10,15 @@ import pytest
 from clinical.fhir import parse_patient
 from serving.fhir_client import FHIRClient, FHIRServerError
 
-SYNTHEA = Path(os.environ.get("BALANCEDBIO_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data") / "fhir" / "synthea"
+from shared_data import SHARED_DATA, require
+
+SYNTHEA = SHARED_DATA / "fhir" / "synthea"
 BUNDLES = sorted(SYNTHEA.glob("*.json"))[:3] if SYNTHEA.exists() else []
 
 
 @pytest.fixture(scope="module")
 def stub():
-    if not BUNDLES:
-        pytest.skip(f"{SYNTHEA} is not here")
+    require(SYNTHEA)
     from fhir_stub import FHIRStub
 
     server = FHIRStub(BUNDLES).start()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
+
+from shared_data import SHARED_DATA, require
 
 # A small FHIR R4 Bundle of our own: a patient on warfarin with a penicillin allergy.
 PATIENT = {
@@ -28,13 +31,34 @@ def post(server, path, body, headers=None, **kw):
                       timeout=120, **kw)
 
 
-def test_probes_and_metrics(server):
+def _samples(server, name: str) -> dict[tuple, float]:
+    """{labels as sorted pairs: value} of one metric family in /metrics, parsed by prometheus-client."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(server.url + "/metrics", timeout=30).text
+    return {tuple(sorted(s.labels.items())): s.value for family in text_string_to_metric_families(text)
+            for s in family.samples if s.name == name}
+
+
+def test_probes_and_metrics_count_the_chat_request(server):
     assert httpx.get(server.url + "/livez").status_code == 200
     assert httpx.get(server.url + "/readyz").status_code == 200
-    post(server, "/v1/chat/completions", CHAT)
-    metrics = httpx.get(server.url + "/metrics").text
-    assert "balancedbio_requests_total" in metrics
-    assert "balancedbio_model_info" in metrics
+    ok = (("endpoint", "/v1/chat/completions"), ("status", "200"))
+    before = _samples(server, "balancedbio_requests_total").get(ok, 0.0)
+    tokens_before = sum(_samples(server, "balancedbio_generated_tokens_total").values())
+    response = post(server, "/v1/chat/completions", CHAT)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["object"] == "chat.completion" and answer["choices"][0]["message"]["role"] == "assistant"
+    generated = answer["usage"]["completion_tokens"]
+    assert 1 <= generated <= CHAT["max_tokens"]
+    # The middleware counts a request once its response is sent, so the count may trail it briefly.
+    deadline = time.monotonic() + 10
+    while _samples(server, "balancedbio_requests_total").get(ok, 0.0) < before + 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _samples(server, "balancedbio_requests_total").get(ok, 0.0) == before + 1
+    assert sum(_samples(server, "balancedbio_generated_tokens_total").values()) == tokens_before + generated
+    assert any(value == 1 for value in _samples(server, "balancedbio_model_info").values())
 
 
 @pytest.mark.parametrize("name,path,body,headers,status,error_type", [
@@ -165,16 +189,11 @@ def test_cds_hooks_discovery_service_and_feedback_are_stored(server):
 
 
 def test_synthea_bundle_consult_over_http_gives_the_right_card_and_no_identifiers(server):
-    import os
-    from pathlib import Path
-
     from clinical.phi import patient_phi_strings
 
-    shared = Path(os.environ.get("BALANCEDBIO_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
+    shared = SHARED_DATA
     path = shared / "fhir" / "synthea" / "Christopher_Abshire_028250cc-cfc0-4dee-a771-78fde1275fcb.json"
-    if not path.exists():
-        pytest.skip(f"{path} is not here")
-    bundle = json.loads(path.read_text())
+    bundle = json.loads(require(path).read_text())
     # An emergency is answered by the guardrails without the model, so the card is deterministic.
     response = post(server, "/consult", {"question": "Crushing chest pain radiating to the left arm with sweating "
                                                      "for 20 minutes: what now?", "patient": bundle, "max_tokens": 8})

@@ -26,11 +26,21 @@ def test_fp32_reproduces_pytorch_greedy_tokens(exported):
     assert fp32["passed"] and fp32["identical"] == fp32["prompts"] == 2
 
 
+N_PROMPTS, PARITY_TOKENS = 2, 8  # the export fixture's n_prompts and max_new_tokens
+
+
 @pytest.mark.parametrize("variant", ["int8", "int4"])
 def test_quantised_agreement_and_capability_change_are_reported(exported, variant):
     parity = exported.card["parity"]
-    assert 0.0 <= parity[variant]["identical_rate"] <= 1.0
-    assert 0.0 <= parity[variant]["mean_prefix_agreement"] <= 1.0
+    agreement = parity[variant]
+    assert agreement["prompts"] == N_PROMPTS and agreement["identical_rate"] == agreement["identical"] / N_PROMPTS
+    # A working quantisation keeps at least the first greedy token of one prompt (a confident token
+    # right after the chat template); a broken one (wrong scales, wrong layout) emits noise, which
+    # matches a token by chance about once in the 49,152-token vocabulary. So the floor is one token
+    # in the 2 x 8 compared; the exact numbers are not asserted (they depend on the CPU's kernels).
+    assert agreement["mean_prefix_agreement"] >= 1 / (N_PROMPTS * PARITY_TOKENS)
+    # Identical continuations agree over their whole length, so the prefix agreement can't be lower.
+    assert agreement["mean_prefix_agreement"] >= agreement["identical_rate"]
     caps = parity["capabilities"]
     assert caps["n"] == 8 and set(caps[variant]) == set(caps["fp32"])
     assert caps["delta"][variant] == pytest.approx({k: caps[variant][k] - v for k, v in caps["fp32"].items()})
@@ -70,7 +80,9 @@ def test_serving_engine_loads_the_export(exported):
     int4 = OnnxEngine(exported.out_dir / "int4", threads=1)  # whichever is served, int4 must run in the engine
     prompt = int4.encode(int4.chat_prompt([{"role": "user", "content": "What does HbA1c measure?"}]))
     tokens = int4.greedy_tokens(prompt, 4)
-    assert 1 <= len(tokens) <= 5 and all(0 <= t < len(int4.tokenizer) for t in tokens)
+    # Four tokens, or fewer when the model ended its answer: then the last one is an end-of-sequence id.
+    assert len(tokens) == 4 or (1 <= len(tokens) < 4 and tokens[-1] in int4.eos_ids)
+    assert not set(tokens[:-1]) & int4.eos_ids and all(0 <= t < len(int4.tokenizer) for t in tokens)
 
 
 OK, LOSES = {"knowledge": -0.02, "integration": 0.1}, {"knowledge": -0.5, "integration": 0.0}

@@ -27,10 +27,13 @@ def test_conflicting_pair_is_no_longer_conflicting_and_cosines_are_reported():
     torch.manual_seed(0)
     a = torch.randn(1000)
     b = -0.8 * a + 0.2 * torch.randn(1000)
+    a_before, b_before = a.clone(), b.clone()
     surgery = project_conflicting([a, b])
     assert surgery.cos_before[(0, 1)] < -0.9
     assert surgery.cos_after[(0, 1)] >= -1e-6
-    assert torch.equal(a, a)  # inputs untouched: projected copies only
+    # The inputs are untouched (projected copies only), and the copies did change.
+    assert torch.equal(a, a_before) and torch.equal(b, b_before)
+    assert not torch.equal(surgery.projected[0], a) and not torch.equal(surgery.projected[1], b)
 
 
 def test_needs_a_gradient():

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = os.environ.get("BALANCEDBIO_CHROMIUM", "/usr/bin/chromium")
+from system_programs import require
+
 # The flags this workplace's closed network needs (see .ci/run): no background connections.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -30,8 +31,7 @@ QUESTION = "MRN 12345678, call back 555-123-4567: is ibuprofen safe for this pat
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (.ci/run does this)")
+    chromium = require("chromium")  # BALANCEDBIO_CHROMIUM, else chromium on PATH
     from playwright.sync_api import sync_playwright
 
     from playwright.sync_api import expect
@@ -39,7 +39,7 @@ def browser():
     expect.set_options(timeout=STEP_TIMEOUT_MS)  # its default, 5 s, is short for a shared CPU
     with sync_playwright() as p:
         # Playwright starts the browser with a new, empty profile directory of its own.
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
         try:
             yield browser
         finally:
@@ -63,7 +63,11 @@ def test_ui_is_served_at_ui(service):
 
     response = httpx.get(service.url + "/ui/", timeout=60, follow_redirects=True)
     assert response.status_code == 200, response.text[:500]
-    assert "gradio" in response.text.lower()
+    assert "BalancedBio clinician" in response.text  # our app's title, not just any Gradio page
+    config = httpx.get(service.url + "/ui/config", timeout=60).json()
+    elem_ids = {c.get("props", {}).get("elem_id") for c in config["components"]}
+    assert config["title"] == "BalancedBio clinician"
+    assert {"api-key", "connect", "bb-status", "banner", "question", "ask", "answer", "accept"} <= elem_ids
 
 
 def test_clinician_round_trip(service, browser, shots):

@@ -2,15 +2,15 @@
 
 import csv
 import re
-import os
-from pathlib import Path
 
 import pytest
 
 from clinical.knowledge.interactions import DATA_DIR
 
+from shared_data import SHARED_DATA
+
 # ../shared/data/ddi next to the project, where the upstream snapshot was taken from (SOURCE.txt).
-UPSTREAM = Path(os.environ.get("BALANCEDBIO_DATA") or Path(__file__).resolve().parents[4] / "shared" / "data") / "ddi"
+UPSTREAM = SHARED_DATA / "ddi"
 DRUGBANK_ID = re.compile(r"^DB\d{5}$")
 
 FILES = {
@@ -68,7 +68,7 @@ def _upstream_non_interruptive():
         return list(csv.reader(fh))
 
 
-@pytest.mark.skipif(not UPSTREAM.is_dir(), reason="upstream snapshot ../shared/data/ddi not present")
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"no shared data at {SHARED_DATA} (BALANCEDBIO_ALLOW_MISSING_DATA=1)")
 @pytest.mark.parametrize(
     "name, upstream",
     [("onc_high_priority.csv", _upstream_high), ("onc_non_interruptive.csv", _upstream_non_interruptive)],

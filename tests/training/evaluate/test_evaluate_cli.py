@@ -86,14 +86,27 @@ def test_missing_data_file_exits_2_with_the_path(tmp_path, capsys):
 
 
 def test_capability_scores_of_a_real_model_come_with_reasons(embedded_lm):
-    from training.evaluate.capabilities import score_capabilities
+    from training.evaluate.capabilities import score_capabilities, verify_record
     from training.records import load_records
 
     records = load_records(SAMPLES / "capabilities_fixture.jsonl")
     metrics, verdicts = score_capabilities(embedded_lm, records, max_new_tokens=24)
-    assert {"knowledge", "reasoning", "instruction", "integration"} <= set(metrics)
-    assert all(0.0 <= metrics[c] <= 1.0 for c in ("knowledge", "reasoning", "instruction", "integration"))
-    assert all(v.completion and all(check.reason for check in v.checks.values()) for v in verdicts)
+    # Each capability's score is the mean of its records' verdicts, over the fixture's records of
+    # that capability (counted from the file here), and each verdict is the verifier's on the text
+    # the model wrote: re-verifying the completion gives the same score.
+    by_capability = {}
+    for record, verdict in zip(records, verdicts):
+        assert verdict.id == record.id and verdict.completion
+        assert verify_record(record, verdict.completion).score == verdict.score
+        by_capability.setdefault(verdict.capability, []).append(verdict.score)
+    assert {"knowledge", "reasoning", "instruction", "integration"} <= set(by_capability)
+    for capability, scores in by_capability.items():
+        assert metrics[f"{capability}_n"] == len(scores)
+        assert metrics[capability] == pytest.approx(sum(scores) / len(scores))
+    assert all(check.reason for v in verdicts for check in v.checks.values())
+    # The scale has a meaningful floor: an empty answer passes no answer or reasoning check.
+    empty = [verify_record(r, "") for r in records if r.verification.answer]
+    assert empty and all(v.checks["answer"].score == 0.0 for v in empty)
 
 
 @pytest.mark.slow

@@ -25,8 +25,10 @@ from training.evaluate.ifeval import (
     score_response,
 )
 
+from shared_data import SHARED_DATA
+
 REPO = Path(__file__).resolve().parents[3]
-IFEVAL_FILE = Path(os.environ.get("BALANCEDBIO_DATA") or REPO.parent / "shared" / "data") / "benchmarks" / "ifeval_input_data.jsonl"
+IFEVAL_FILE = SHARED_DATA / "benchmarks" / "ifeval_input_data.jsonl"
 
 
 # The punkt model some IFEval checkers need goes to a private cache, not ~/.cache.
@@ -164,7 +166,7 @@ def test_load_ifeval_drops_null_kwargs_like_the_harness(tmp_path: Path) -> None:
     assert score_response(item, "one two three").prompt_strict
 
 
-@pytest.mark.skipif(not IFEVAL_FILE.is_file(), reason=f"IFEval data not at {IFEVAL_FILE} (see ../shared/data/README)")
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"no shared data at {SHARED_DATA} (BALANCEDBIO_ALLOW_MISSING_DATA=1)")
 def test_real_ifeval_file_loads_and_every_checker_runs() -> None:
     items = load_ifeval(IFEVAL_FILE)
     assert len(items) == 541 and len({i.key for i in items}) == 541

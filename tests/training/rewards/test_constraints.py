@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +12,9 @@ from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
 from training.records import ConstraintSpec
 from training.rewards.constraints import CONSTRAINTS, check_constraint, check_constraints, validate_constraint_spec
 
-IFEVAL_FILE = Path(os.environ.get("BALANCEDBIO_DATA") or Path(__file__).resolve().parents[4] / "shared" / "data") / "benchmarks" / "ifeval_input_data.jsonl"
+from shared_data import SHARED_DATA
+
+IFEVAL_FILE = SHARED_DATA / "benchmarks" / "ifeval_input_data.jsonl"
 
 
 # The punkt model some IFEval checkers need goes to a private cache, not ~/.cache.
@@ -134,12 +134,18 @@ def test_valid_specs_validate(spec: ConstraintSpec) -> None:
     assert validate_constraint_spec(spec) is None
 
 
-@pytest.mark.skipif(not IFEVAL_FILE.is_file(), reason=f"IFEval data not at {IFEVAL_FILE}")
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"no shared data at {SHARED_DATA} (BALANCEDBIO_ALLOW_MISSING_DATA=1)")
 def test_every_ifeval_benchmark_spec_validates() -> None:
     rows = [json.loads(line) for line in IFEVAL_FILE.read_text(encoding="utf-8").splitlines() if line.strip()]
-    for row in rows:
-        for cid, kwargs in zip(row["instruction_id_list"], row["kwargs"]):
+    specs = [(cid, kwargs) for row in rows for cid, kwargs in zip(row["instruction_id_list"], row["kwargs"])]
+    assert len(specs) >= len(rows) > 0  # every IFEval prompt carries at least one instruction
+    failures = []
+    for cid, kwargs in specs:
+        try:
             validate_constraint_spec(ConstraintSpec(id=cid, kwargs=kwargs))
+        except ValueError as error:
+            failures.append(f"{cid}: {error}")
+    assert failures == []
 
 
 def test_fraction_scoring_names_each_failure() -> None:
