@@ -130,7 +130,8 @@ def _short_source(x: GradedInteraction) -> str:
 
 def interaction_finding(a: str, b: str, statements: list[GradedInteraction]) -> Finding:
     """One finding per drug pair, at the strictest grade any source gives, every statement as evidence."""
-    top = statements[0]  # graded_interactions sorts strictest first
+    a, b = sorted((a, b))  # alphabetical, as the ONC records and earlier cards name pairs
+    top = statements[0]  # interactions_between sorts strictest first
     sources = list(dict.fromkeys(_short_source(x) for x in statements))
     detail = " ".join(
         f"[{x.citation}; grade {x.source_grade} -> {x.severity}] {x.summary}"

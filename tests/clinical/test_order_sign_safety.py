@@ -150,3 +150,12 @@ def test_unidentifiable_order_yields_a_not_checked_card(order):
 def test_brand_orders_are_checked_not_reported_unknown(brand):
     findings = check_orders([_order(f"{brand} Oral Tablet")], _patient("warfarin"))
     assert not any("not recognised" in f.summary for f in findings), findings
+
+
+def test_patient_view_reports_unidentifiable_active_medication():
+    from clinical.cds_hooks import review_patient
+
+    patient = parse_patient(_bundle({"coding": [{"system": RXNORM_SYSTEM, "code": "999999999"}]}, {"text": "Imdur"}))
+    summaries = [f.summary for f in review_patient(patient)]
+    assert any("not checked" in s and "999999999" in s for s in summaries), summaries
+    assert not any("Imdur" in s for s in summaries), summaries  # identified, so not reported unknown
