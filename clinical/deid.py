@@ -166,9 +166,22 @@ def remove_own_identifiers(text: str, patient_payload: dict | None) -> str:
     return text
 
 
+# Eponyms: a name in "Wilson disease", "Bell palsy", "Barrett esophagus", "Stevens-Johnson syndrome"
+# names a condition, not a person, and removing it would remove the clinical question.
+_EPONYM_AFTER = re.compile(r"^(?:'s)?[ -]+(?:[A-Z][a-z]+ )?(disease|syndrome|palsy|o?esophagus|sign|score|criteria|test|"
+                           r"phenomenon|ulcer|sarcoma|lymphoma|chorea|tumou?r|classification|scale|maneuver|manoeuvre|"
+                           r"reflex|triad|fracture|node|cells?|procedure|operation|block|rule|formula|equation|"
+                           r"thyroiditis|encephalopathy|neuralgia|contracture|anomaly|index)\b")
+
+
+def _eponym(text: str, start: int, end: int) -> bool:
+    return bool(_EPONYM_AFTER.match(text[end:])) or (start > 0 and text[start - 1] == "-")
+
+
 def find_identifiers(text: str, threshold: float = 0.5) -> list[tuple[str, int, int]]:
     """(entity, start, end) of identifiers Presidio finds, not overlapping, in order."""
     results = _analyzer().analyze(text=text, language="en", score_threshold=threshold)
+    results = [r for r in results if not (r.entity_type == "PERSON" and _eponym(text, r.start, r.end))]
     results = sorted(results, key=lambda r: (-(r.end - r.start), -r.score))
     taken: list[tuple[str, int, int]] = []
     for r in results:

@@ -66,7 +66,7 @@ class Consultation:
 
 
 # --- grounding: the knowledge base's facts for this case ---------------------------------------------
-_FACT_KINDS = ("interaction", "allergy", "contraindication", "dose", "patient_rule")
+_FACT_KINDS = ("interaction", "allergy", "contraindication", "dose", "renal", "electrolyte", "paediatric")
 
 
 def case_evidence(findings: list, patient: Any) -> list[dict]:

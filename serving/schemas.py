@@ -135,7 +135,7 @@ class ConsultRequest(BaseModel):
 class Evidence(BaseModel):
     """A knowledge-base fact the answer was grounded on (serving/consult.py case_evidence)."""
 
-    kind: str = Field(description="interaction | allergy | contraindication | dose | patient_rule | allergy_record | code")
+    kind: str = Field(description="interaction | allergy | contraindication | dose | renal | electrolyte | paediatric | allergy_record | code")
     severity: Literal["info", "warning", "critical"]
     statement: str = Field(description="the fact in one line, as given to the model")
     sources: list[str] = Field(default_factory=list, description="source ids: grade and source, FHIR resource, code system")

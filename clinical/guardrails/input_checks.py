@@ -91,7 +91,11 @@ def _off_topic(question: str) -> list[Finding]:
 
 
 def _phi(question: str) -> list[Finding]:
-    kinds = sorted({m.kind for m in find_phi(question)})
+    from clinical.deid import PLACEHOLDER, find_identifiers
+
+    # Patterns (clinical.phi) and Presidio (clinical.deid: names, addresses, written dates).
+    kinds = sorted({m.kind for m in find_phi(question)}
+                   | {PLACEHOLDER.get(e, f"[{e}]").strip("[]") for e, _, _ in find_identifiers(question)})
     if not kinds:
         return []
     return [Finding(kind="phi_in_text", severity="warning", summary=f"Identifiers in the question: {', '.join(kinds)}",

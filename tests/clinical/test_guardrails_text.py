@@ -89,3 +89,17 @@ def test_check_fails_closed_when_nlp_cannot_load(monkeypatch):
     assert check.escalation  # not answered unchecked
     findings = check_output("Start clarithromycin.", None)
     assert any(f.kind == "safety_check_unavailable" and f.severity == "critical" for f in findings)
+
+
+@pytest.mark.parametrize("text", ["Wilson disease and penicillamine dose", "Is Bell palsy treated with prednisone?",
+                                  "Stevens-Johnson syndrome with lamotrigine", "Barrett esophagus: which PPI?"])
+def test_eponyms_are_not_names(text):
+    from clinical.deid import deidentify
+
+    assert deidentify(text) == text
+
+
+def test_name_in_question_is_reported():
+    check = check_input("What is the first-line drug for John Smith?", None)
+    assert any(f.kind == "phi_in_text" and "NAME" in f.summary for f in check.findings)
+    assert check.escalation is None

@@ -39,3 +39,14 @@ def test_prompt_carries_the_critical_interaction_and_answer_leads_with_it():
     findings, _cards, _issues = consult.finish(c, "Yes.")
     assert any(f["kind"] == "contradicts_finding" for f in findings)
     assert consult.final_answer(c, "Yes.").startswith("CRITICAL:")
+
+
+def test_patient_rule_finding_is_carried_as_evidence():
+    pregnant = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "p2", "gender": "female", "birthDate": "1995-01-01"}},
+        {"resource": {"resourceType": "Condition", "id": "c2", "subject": {"reference": "Patient/p2"},
+                      "clinicalStatus": {"coding": [{"code": "active"}]},
+                      "code": {"coding": [{"system": "http://snomed.info/sct", "code": "77386006",
+                                           "display": "Pregnancy"}]}}}]}
+    c = consult.prepare("Can I start isotretinoin for her acne?", pregnant)
+    assert any(e["severity"] == "critical" and "isotretinoin" in e["statement"] for e in c.evidence), c.evidence
