@@ -435,6 +435,7 @@ class BalancedBio:
                 directory = ensure_base_export()
             engine = OnnxEngine(directory, threads=SETTINGS.threads or None, max_batch=SETTINGS.max_batch)
             engine.start()
+            self._load_guardrails()
             self.engine, self.loaded_at = engine, int(time.time())
             log.info("serving %s (aligned=%s, %s) from %s on %s", engine.name, engine.aligned, why, directory,
                      engine.provider)
@@ -446,6 +447,20 @@ class BalancedBio:
         except Exception as e:
             log.exception("model load failed")
             self.load_error = f"{type(e).__name__}: {e}"
+
+    @staticmethod
+    def _load_guardrails() -> None:
+        """Build the guardrails' NLP pipelines before the service says it is ready: built lazily, the
+        first consult would pay the spaCy/Presidio start-up (most of a minute on a busy 2-core machine).
+        A pipeline that cannot load is logged here; its check then fails closed on every request."""
+        from clinical import deid
+        from clinical.guardrails import context
+
+        for name, load in (("negation context", context.load), ("de-identification", deid.load)):
+            try:
+                load()
+            except Exception:
+                log.exception("guardrail pipeline %s could not load: its checks will fail closed", name)
 
     def _wire_guardrail_metrics(self) -> None:
         try:
