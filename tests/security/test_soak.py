@@ -6,7 +6,7 @@ Bounded by time (BALANCEDBIO_SOAK_SECONDS, default 300) and by count (at most 2,
 client). The mix per client turn: a consult, a chat completion, a streamed chat read to the end,
 feedback on the consult (and a repeat of it, which must return the same id). Memory is the summed
 RSS of the server's process tree (arbiter and workers), from /proc, measured after a warm-up
-(the first tenth of the run) and at the end. The figures go to stdout and, when set, to the JSON
+(until every client has finished one whole turn, at most half the run) and at the end. The figures go to stdout and, when set, to the JSON
 file BALANCEDBIO_SOAK_REPORT; docs/security.md records a run.
 """
 
@@ -62,6 +62,7 @@ class Tally:
         self.errors: list[str] = []
         self.consults: set[str] = set()
         self.feedback: set[str] = set()
+        self.turns: dict[int, int] = {}  # client -> completed turns
 
     def timed(self, what: str, fn):
         started = time.perf_counter()
@@ -121,9 +122,10 @@ def client_loop(url: str, key: str, n: int, deadline: float, tally: Tally) -> No
                     raise RuntimeError("stream ended without [DONE]")
                 return json.loads(lines[0][6:])["id"]
             sid = tally.timed("chat_stream", stream)
-            if sid:
-                with tally.lock:
+            with tally.lock:
+                if sid:
                     tally.consults.add(sid.removeprefix("chatcmpl-"))
+                tally.turns[n] = tally.turns.get(n, 0) + 1
 
 
 def test_soak_16_clients(base_export, tmp_path):
@@ -135,7 +137,15 @@ def test_soak_16_clients(base_export, tmp_path):
         threads = [threading.Thread(target=client_loop, args=(server.url, server.key, n, deadline, tally)) for n in range(CLIENTS)]
         for t in threads:
             t.start()
-        time.sleep(max(20.0, SECONDS / 10))  # warm-up: caches, arenas and the engine's batch buffers fill
+        # Warm-up, by work done: until every client has finished a whole turn (so the engine has run
+        # full batches of every request kind and ONNX Runtime's arena has grown to them), at most
+        # half the run. Growth is measured from there to the end.
+        while time.monotonic() < started + SECONDS / 2:
+            with tally.lock:
+                if len(tally.turns) == CLIENTS:
+                    break
+            time.sleep(2)
+        warmup_s = time.monotonic() - started
         rss_start = tree_rss_bytes(server.proc.pid)
         samples = [rss_start]
         while any(t.is_alive() for t in threads) and time.monotonic() < deadline + 180:
@@ -152,7 +162,7 @@ def test_soak_16_clients(base_export, tmp_path):
             stored_feedback = {r[0] for r in db.execute("SELECT id FROM feedback")}
         requests = {k: len(v) for k, v in tally.latencies.items()}
         report = {
-            "clients": CLIENTS, "seconds": round(elapsed, 1), "requests": requests,
+            "clients": CLIENTS, "seconds": round(elapsed, 1), "warmup_s": round(warmup_s, 1), "requests": requests,
             "requests_total": sum(requests.values()), "errors": len(tally.errors), "first_errors": tally.errors[:5],
             "latency_p50_s": {k: round(statistics.median(v), 3) for k, v in tally.latencies.items()},
             "latency_p95_s": {k: round(sorted(v)[int(0.95 * (len(v) - 1))], 3) for k, v in tally.latencies.items()},
