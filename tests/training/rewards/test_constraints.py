@@ -171,3 +171,17 @@ def test_fraction_scoring_all_pass_and_empty() -> None:
     assert (result.score, result.reason) == (1.0, "1/1 constraints satisfied")
     with pytest.raises(ValueError, match="no constraints to check"):
         check_constraints("x", [])
+
+
+@pytest.mark.parametrize("kwargs,valid", [
+    ({"min_items": 1}, True), ({"min_items": 1, "max_items": 1}, True), ({"min_items": 0}, False),
+    ({"min_items": True}, False), ({"min_items": 2.0}, False), ({"min_items": 2, "max_items": 1}, False),
+    ({"min_items": 1, "max_items": 0}, False), ({"min_items": 1, "max_items": False}, False),
+], ids=["one", "one_to_one", "zero", "bool", "float", "max_below_min", "max_zero", "max_bool"])
+def test_numbered_plan_counts_are_positive_integers(kwargs, valid) -> None:
+    spec = ConstraintSpec(id="clinical:numbered_plan", kwargs=kwargs)
+    if valid:
+        assert validate_constraint_spec(spec) is None
+    else:
+        with pytest.raises(ValueError, match="must be an int"):
+            validate_constraint_spec(spec)
