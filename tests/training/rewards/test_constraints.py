@@ -55,6 +55,9 @@ CASES = [
     Case("json/not_json", "clinical:json_fields", "drug: amoxicillin", False, FIELDS, "not valid JSON"),
     Case("json/prose_around_json", "clinical:json_fields", f"Here you go: {GOOD_JSON}", False, FIELDS, "not valid JSON"),
     Case("json/array_not_object", "clinical:json_fields", "[1, 2]", False, FIELDS, "JSON array, not an object"),
+    Case("json/null_not_object", "clinical:json_fields", "null", False, FIELDS, "response is a JSON null, not an object"),
+    Case("json/every_wrong_type_named", "clinical:json_fields", json.dumps({"drug": None, "dose_mg": "500", "prn": 1}), False, FIELDS,
+         "wrong type(s): 'drug' is null, expected string; 'dose_mg' is string, expected number; 'prn' is number, expected boolean"),
     Case("plan/dot_items", "clinical:numbered_plan", "Plan:\n1. Start amoxicillin.\n2. Paracetamol as needed.\n3. Review in 48 h.", True, PLAN),
     Case("plan/paren_items", "clinical:numbered_plan", "1) Fluids\n2) Rest", True, PLAN),
     Case("plan/not_consecutive", "clinical:numbered_plan", "1. Fluids\n2. Rest\n4. Review", False, PLAN, "2 is followed by 4"),
@@ -168,3 +171,17 @@ def test_fraction_scoring_all_pass_and_empty() -> None:
     assert (result.score, result.reason) == (1.0, "1/1 constraints satisfied")
     with pytest.raises(ValueError, match="no constraints to check"):
         check_constraints("x", [])
+
+
+@pytest.mark.parametrize("kwargs,valid", [
+    ({"min_items": 1}, True), ({"min_items": 1, "max_items": 1}, True), ({"min_items": 0}, False),
+    ({"min_items": True}, False), ({"min_items": 2.0}, False), ({"min_items": 2, "max_items": 1}, False),
+    ({"min_items": 1, "max_items": 0}, False), ({"min_items": 1, "max_items": False}, False),
+], ids=["one", "one_to_one", "zero", "bool", "float", "max_below_min", "max_zero", "max_bool"])
+def test_numbered_plan_counts_are_positive_integers(kwargs, valid) -> None:
+    spec = ConstraintSpec(id="clinical:numbered_plan", kwargs=kwargs)
+    if valid:
+        assert validate_constraint_spec(spec) is None
+    else:
+        with pytest.raises(ValueError, match="must be an int"):
+            validate_constraint_spec(spec)

@@ -81,3 +81,14 @@ def test_running_stat_tracks_a_shift():
 def test_bad_settings_say_how_to_fix(kwargs, message):
     with pytest.raises(ValueError, match=message):
         HybridWeights(**kwargs)
+
+
+def test_lag_is_the_shortfall_below_the_components_target_and_zero_before_any_score():
+    weights = HybridWeights(targets={"answer": 0.8})
+    assert weights.lag("knowledge", "answer") == 0.0  # nothing observed yet: no lag, whatever the target
+    weights.observe("knowledge", "answer", [0.5])
+    weights.observe("knowledge", "reasoning", [0.25])
+    assert weights.lag("knowledge", "answer") == pytest.approx(0.8 - 0.5)
+    assert weights.lag("knowledge", "reasoning") == pytest.approx(1.0 - 0.25)  # no target given: 1.0
+    weights.observe("reasoning", "answer", [0.9])
+    assert weights.lag("reasoning", "answer") == 0.0  # above its target: no negative lag
