@@ -69,7 +69,7 @@ def grid(points: str = ""):
 
 def subsample(records: list, per_capability: int) -> list:
     """The first `per_capability` records of each capability in id order (0: all): the same set every run."""
-    if per_capability <= 0:
+    if per_capability == 0:
         return records
     by_cap: dict[str, list] = {}
     for r in sorted(records, key=lambda r: r.id):
@@ -105,7 +105,7 @@ def generate(args) -> None:
     done = set()
     if out.is_file():
         done = {(r["config"], r["id"]) for r in map(json.loads, out.read_text().splitlines())}
-    items = [("capability", r.id, [m.model_dump() for m in r.messages]) for r in records] + \
+    items = [("capability", r.id, [m.model_dump() for m in r.messages]) for r in records if args.per_capability >= 0] + \
             [("consult", c["id"], c["messages"]) for c in consults]
     deadline = time.monotonic() + args.budget_minutes * 60
     for config in grid(args.points):
@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=["onnx", "torch"], default="onnx",
                         help="onnx: the served engine (the base model's cached export); torch: transformers' generate()")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads")
-    parser.add_argument("--per-capability", type=int, default=16, help="records per capability (0: all)")
+    parser.add_argument("--per-capability", type=int, default=16,
+                        help="records per capability (0: all; -1: none, consult prompts only)")
     parser.add_argument("--budget-minutes", type=float, default=60,
                         help="start no new grid point after this long (points run most informative first)")
     parser.add_argument("--score-only", action="store_true", help="score OUT/generations.jsonl, generate nothing")

@@ -321,7 +321,8 @@ class OnnxEngine:
 
     def submit(self, ids: Sequence[int], params: SamplingParams, sink: Callable[[str, object], None]) -> _Job:
         self.check_budget(ids, params.max_new_tokens)
-        job = _Job(list(ids), params, sink)
+        # A bad repetition setting fails here, in the caller, not later for its whole batch.
+        job = _Job(list(ids), params, sink, processors=self.processors_for(params))
         if self._worker is None:  # no batcher running: generate in the caller's thread
             self._run_safely([job])
         else:

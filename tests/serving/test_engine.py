@@ -173,3 +173,10 @@ def test_loglikelihood_matches_pytorch(engine):
     torch_lm = load_language_model("smollm2-135m", progress=False)
     for ours, theirs in zip(engine.loglikelihood(requests), torch_lm.loglikelihood_naive(requests)):
         assert ours == pytest.approx(theirs, abs=1e-3)
+
+
+def test_a_bad_per_request_setting_fails_its_caller_not_the_batch(engine, prompts, torch_greedy):
+    with pytest.raises(ValueError, match="repetition_penalty=-1 must be > 0"):
+        engine.submit(prompts[0], SamplingParams(max_new_tokens=4, repetition_penalty=-1), lambda kind, value: None)
+    assert list(engine.stream(prompts[0], SamplingParams(max_new_tokens=NEW_TOKENS)))[-1].text == \
+        engine.tokenizer.decode(torch_greedy[0], skip_special_tokens=True)
