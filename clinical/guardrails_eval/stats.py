@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import math
+from scipy.stats import binomtest
 
 
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
-    """Wilson score interval for a proportion; None when n == 0 (nothing to estimate)."""
+def wilson(successes: int, n: int) -> tuple[float, float] | None:
+    """Wilson score 95% interval for a proportion (scipy's, as the evaluator uses); None when n == 0."""
     if n == 0:
         return None
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    ci = binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def prf(tp: int, fp: int, fn: int) -> dict:
