@@ -159,13 +159,13 @@ class Store:
             row = s.get(SchemaInfo, "schema_version")
             if row is None:
                 s.add(SchemaInfo(key="schema_version", value=str(SCHEMA_VERSION)))
-                s.flush()  # inside the caller's transaction, which commits it
             elif int(row.value) == 1:
                 for statement in _MIGRATIONS_1_TO_2:
                     s.connection().exec_driver_sql(statement)
                 row.value = str(SCHEMA_VERSION)
             elif int(row.value) != SCHEMA_VERSION:
                 raise SchemaMismatch(f"database schema version {row.value}, this service writes {SCHEMA_VERSION}")
+            s.flush()  # into the caller's transaction, which commits it (closing the session would drop it)
 
     def schema_version(self) -> int:
         with self._session() as s:

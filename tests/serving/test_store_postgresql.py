@@ -27,7 +27,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from serving.store import Store
+from serving.store import SCHEMA_VERSION, Store
 from system_programs import require
 
 START_TIMEOUT_S = 60
@@ -98,7 +98,7 @@ def test_the_store_round_trip_on_postgresql(postgresql):
 
     reopened = Store(url)  # a second replica, or a restart: same schema, same rows
     assert reopened.engine.dialect.name == "postgresql" and reopened.engine.dialect.driver == "psycopg"
-    assert reopened.schema_version() == 1 and reopened.ping()
+    assert reopened.schema_version() == SCHEMA_VERSION and reopened.ping()
     consult = reopened.get_consult(consult_id)
     assert consult.findings == [{"kind": "dose", "severity": "warning", "summary": "s"}]
     assert consult.created_at.tzinfo is not None  # timezone-aware timestamps survive the round trip
