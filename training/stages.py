@@ -34,7 +34,8 @@ def stage_data(config, run: RunDirectory, progress: Progress | None = None) -> d
     from training.mkgsg.__main__ import main as mkgsg_main
 
     folder = run.stage("data")
-    code = mkgsg_main(["--n", str(config.mkgsg_n), "--seed", str(config.seed), "--out", str(folder)])
+    code = mkgsg_main(["--n", str(config.mkgsg_n), "--seed", str(config.seed), "--out", str(folder),
+                       "--test_fraction", str(config.mkgsg_test_fraction)])
     if code:
         raise RuntimeError(f"MKGSG exited with {code}; see its message above")
     return {"data": str(folder)}
