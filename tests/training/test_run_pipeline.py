@@ -104,7 +104,6 @@ def test_accelerate_launch_two_processes(resumed_run, tmp_path):
     assert (tmp_path / "ddp" / "eval" / "DONE.json").exists()
 
 
-@pytest.mark.slow  # long training; failed or unverified in the 2026-12-02 clean-clone run: see the issue 11 note
 def test_paper_preset_trains_a_qwen2_model_with_lora(resumed_run, tmp_path):
     # The paper's preset on a 2-layer random Qwen2 (the 0.5B model's architecture) given by --model
     # PATH, with the budget cut down by explicit flags, which win over the preset.
@@ -120,7 +119,7 @@ def test_paper_preset_trains_a_qwen2_model_with_lora(resumed_run, tmp_path):
     model.save_pretrained(tmp_path / "qwen2-tiny")
     tokenizer.save_pretrained(tmp_path / "qwen2-tiny")
     cmd = [sys.executable, "-m", "training.run", "--preset", "paper-0.5b", "--model", str(tmp_path / "qwen2-tiny"),
-           "--data", str(run_dir / "data"), "--sft_steps", "1", "--sft_batch_size", "2", "--rm_steps", "1",
+           "--data", str(run_dir / "data"), "--sft_steps", "1", "--sft_batch_size", "2", "--micro_batch_size", "1", "--rm_steps", "1",
            "--rm_batch_size", "2", "--rm_pairs", "4", "--rm_eval_pairs", "4", "--grpo_steps", "1",
            "--grpo_prompts_per_step", "4", "--num_generations", "2", "--max_completion_length", "8",
            "--eval_per_capability", "1", "--eval_max_new_tokens", "8", "--eval_benchmarks", "medmcqa:2",
@@ -136,7 +135,6 @@ def test_paper_preset_trains_a_qwen2_model_with_lora(resumed_run, tmp_path):
     assert (paper / "eval" / "DONE.json").exists()
 
 
-@pytest.mark.slow  # long training; failed or unverified in the 2026-12-02 clean-clone run: see the issue 11 note
 def test_ablation_trains_every_arm_and_writes_the_table(resumed_run, tmp_path):
     from training.ablation import ARM_NAMES, ARMS, run_ablation
     from training.config import RunConfig, with_preset
@@ -163,7 +161,6 @@ def test_ablation_trains_every_arm_and_writes_the_table(resumed_run, tmp_path):
     assert (tmp_path / "ablation" / "capability_grpo" / "final" / "config.json").exists()
 
 
-@pytest.mark.slow  # long training; failed or unverified in the 2026-12-02 clean-clone run: see the issue 11 note
 def test_export_card_run_section_comes_from_the_runs_own_files(resumed_run, tmp_path):
     from training.export import export_model, find_source
     from training.layout import RunLayout
@@ -192,7 +189,6 @@ STANDARD_STAGES = ["--preset", "tiny", "--rm_steps", "0", "--eval_benchmarks", "
                    "--no_stage_processes"]
 
 
-@pytest.mark.slow  # long training; failed or unverified in the 2026-12-02 clean-clone run: see the issue 11 note
 def test_standard_preset_stages_early_stopping_budget_and_resume(resumed_run, tmp_path):
     from training.layout import RunLayout
 
