@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 
 from training.evaluate.runner import BENCHMARKS
 
+BUDGET_CLOCKS = ("cpu", "wall")  # how the SFT and GRPO budgets count minutes (training.trainers.WallClockBudget)
+
 PRESETS: dict[str, dict] = {
     "default": {},
     "tiny": dict(model="tiny", lora=False, mkgsg_n=60, sft_steps=2, sft_batch_size=2, rm_steps=2, rm_batch_size=2, rm_pairs=8,
@@ -74,6 +76,10 @@ class RunConfig:
         "help": "Validation records (balanced over capabilities) for SFT's early stopping."})
     sft_budget_minutes: float = field(default=0.0, metadata={
         "help": "Wall-clock ceiling of SFT training in minutes (0: none); kept across --resume."})
+    budget_clock: str = field(default="cpu", metadata={
+        "help": "How the SFT and GRPO budgets count minutes: 'cpu' (the process's CPU time over its compute "
+                "threads: the minutes a machine running nothing else would need, so a budget trains the same "
+                "steps on a shared machine) or 'wall' (elapsed time)."})
     max_length: int = field(default=384, metadata={"help": "Token limit of SFT and reward-model sequences."})
     rm_steps: int = field(default=8, metadata={"help": "Reward-model optimizer steps (0 drops the model component)."})
     rm_batch_size: int = field(default=4, metadata={"help": "Preference pairs per reward-model step."})
@@ -115,6 +121,8 @@ class RunConfig:
             if self.micro_batch_size < 1 or getattr(self, name) % self.micro_batch_size:
                 raise ValueError(f"--{name} {getattr(self, name)} must be a multiple of --micro_batch_size "
                                  f"{self.micro_batch_size} (a step accumulates whole micro-batches)")
+        if self.budget_clock not in BUDGET_CLOCKS:
+            raise ValueError(f"--budget_clock {self.budget_clock!r}: use one of {', '.join(BUDGET_CLOCKS)}")
         if self.num_generations < 2:
             raise ValueError("--num_generations must be at least 2: GRPO compares completions within a group")
         for name in ("sft_budget_minutes", "grpo_budget_minutes", "sft_eval_steps", "sft_patience"):

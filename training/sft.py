@@ -52,7 +52,7 @@ def train_sft(config, run, base: str, train: Sequence[CapabilityRecord], val: Se
                      gradient_checkpointing=config.gradient_checkpointing)
     extra = [EarlyStoppingCallback(early_stopping_patience=config.sft_patience)] if early else []
     if config.sft_budget_minutes:
-        extra.append(WallClockBudget(config.sft_budget_minutes))
+        extra.append(WallClockBudget(config.sft_budget_minutes, clock=config.budget_clock))
     trainer = SFTTrainer(model=base, args=args, processing_class=tokenizer, peft_config=lora_config(config),
                          train_dataset=Dataset.from_list(sft_rows(train)),
                          eval_dataset=Dataset.from_list(sft_rows(val)) if early else None,

@@ -160,7 +160,7 @@ def stage_grpo(config, run: RunDirectory, progress: Progress | None = None, *, p
     ablation's plain arm takes exactly the steps the capability-aware arm's budget allowed)."""
     callbacks = [StageCallback(run, stage, progress)]
     if config.grpo_budget_minutes and budgeted:
-        callbacks.append(WallClockBudget(config.grpo_budget_minutes))
+        callbacks.append(WallClockBudget(config.grpo_budget_minutes, clock=config.budget_clock))
     trainer = grpo_trainer(config, run, policy, reward_model, data, stage, capability_aware, callbacks=callbacks,
                            max_steps=max_steps)
     checkpoint = run.last_checkpoint(stage)
