@@ -36,6 +36,8 @@ def alignment_report(base_eval: Path, aligned_eval: Path, seed: int = 0) -> dict
         entry = _entry(row)
         if row.benchmark == CAPABILITIES_BENCHMARK:
             report["capabilities"][row.metric] = entry
+        elif row.benchmark.startswith(CAPABILITIES_BENCHMARK + "_"):  # another capability set, e.g. trained facts asked anew
+            report["capabilities"][f"{row.benchmark.removeprefix(CAPABILITIES_BENCHMARK + '_')}/{row.metric}"] = entry
         else:
             report["benchmarks"][f"{row.benchmark}/{row.metric}"] = entry
     return report

@@ -9,9 +9,11 @@ should show a gain (about 2.5 hours on 2 cores, resumable), `tiny` builds a 2-la
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 from training.evaluate.runner import BENCHMARKS
 
+PROJECT = Path(__file__).resolve().parents[1]  # where relative --eval_fixed_ids paths point
 BUDGET_CLOCKS = ("cpu", "wall")  # how the SFT and GRPO budgets count minutes (training.trainers.WallClockBudget)
 
 PRESETS: dict[str, dict] = {
@@ -27,7 +29,7 @@ PRESETS: dict[str, dict] = {
                      sft_eval_records=96, sft_budget_minutes=45, rm_steps=60, rm_batch_size=8, rm_pairs=480,
                      rm_eval_pairs=200, grpo_steps=1000, grpo_budget_minutes=60, grpo_prompts_per_step=4,
                      num_generations=4, max_completion_length=64, save_steps=5, eval_per_capability=250,
-                     eval_max_new_tokens=192, eval_benchmarks="medmcqa:1000,pubmedqa:500,ifeval:541"),
+                     eval_max_new_tokens=192, eval_benchmarks="medmcqa:1000,pubmedqa:500,ifeval:541", eval_base=True),
     "paper-0.5b": dict(model="Qwen/Qwen2.5-0.5B-Instruct", lora=True, mkgsg_n=20000, sft_steps=600, sft_batch_size=16,
                        rm_steps=400, rm_batch_size=16, rm_pairs=6000, rm_eval_pairs=600, rm_trainable_layers=0,
                        grpo_steps=500, grpo_prompts_per_step=16, num_generations=8, max_completion_length=512,
@@ -102,6 +104,13 @@ class RunConfig:
     save_steps: int = field(default=2, metadata={"help": "Checkpoint every N steps in each training stage (for --resume)."})
     eval_per_capability: int = field(default=4, metadata={"help": "Held-out synthetic test records per capability."})
     eval_max_new_tokens: int = field(default=128, metadata={"help": "Generation budget in evaluation."})
+    eval_base: bool = field(default=False, metadata={
+        "help": "Also evaluate the base model on the same items and write the paired comparison (alignment.json: "
+                "aligned - base with 95% intervals and p-values, as `python -m training.alignment` does)."})
+    eval_fixed_ids: str = field(default="medmcqa=docs/baseline/medmcqa_ids.txt", metadata={
+        "help": "Saved item subsets as name=path (comma-separated, paths relative to the project): a benchmark with "
+                "one is drawn from those ids whenever its full file is present, so every run and the baseline score "
+                "the same questions."})
     eval_benchmarks: str = field(default="medmcqa:30,pubmedqa:20,ifeval:6", metadata={
         "help": f"Benchmark subsets as name:limit, comma-separated; known: {', '.join(BENCHMARKS)}."})
     export: bool = field(default=True, metadata={"help": "Export the aligned model to ONNX as the last stage."})
@@ -132,6 +141,7 @@ class RunConfig:
             raise ValueError("--sft_eval_steps needs validation records: set --sft_eval_records to 1 or more")
         if self.grpo_steps < 1:
             raise ValueError("--grpo_steps must be at least 1; to skip alignment evaluate the base model instead")
+        self.fixed_ids  # noqa: B018 (parses, so a bad entry fails at start, not after training)
         for name, limit in self.benchmark_limits.items():
             if name not in BENCHMARKS or limit < 1:
                 raise ValueError(f"--eval_benchmarks entry {name}:{limit} is not valid; use name:limit with a "
@@ -145,6 +155,18 @@ class RunConfig:
             if not limit.isdigit():
                 raise ValueError(f"--eval_benchmarks entry {part!r} needs a limit, e.g. medmcqa:30")
             out[name] = int(limit)
+        return out
+
+    @property
+    def fixed_ids(self) -> dict[str, Path]:
+        """--eval_fixed_ids as benchmark -> id file (relative paths are the project's)."""
+        out = {}
+        for part in filter(None, (p.strip() for p in self.eval_fixed_ids.split(","))):
+            name, sep, path = part.partition("=")
+            if not sep or not path or name not in BENCHMARKS:
+                raise ValueError(f"--eval_fixed_ids entry {part!r} is not valid; use name=path with a name from "
+                                 f"{', '.join(BENCHMARKS)}, e.g. medmcqa=docs/baseline/medmcqa_ids.txt")
+            out[name] = Path(path) if Path(path).is_absolute() else PROJECT / path
         return out
 
     def to_dict(self) -> dict:

@@ -8,12 +8,14 @@
       final/                 the aligned model (merged, save_pretrained): export and serving take it from here
       onnx/                  the ONNX export of final/ with its model card
       ablation.md            the ablation's table (ablation runs only)
+      alignment.json         aligned - base, paired, per capability and benchmark (--eval_base runs only)
       <stage>/               one folder per stage (data, base, sft, reward_model, grpo, eval, ...):
         DONE.json            the stage's outputs, written when it finished (`--resume` skips it)
         progress.json        steps done / total while it runs (the parent's progress bar reads it)
         checkpoint-N/        the trainer's checkpoints (`--resume` restarts from the newest)
         final/               the stage's own model (SFT, reward model, an ablation arm)
       eval/report.json       the evaluation report; eval/<benchmark>.predictions.jsonl per item
+      base_eval/             the base model's evaluation on the same items (--eval_base)
       reward_model/pairwise_accuracy.json
 
 Anything that reads a run (the export's model card, plots, the ablation table, tests) asks a
@@ -67,6 +69,10 @@ class RunLayout:
     @property
     def ablation_table(self) -> Path:
         return self.path / "ablation.md"
+
+    @property
+    def alignment(self) -> Path:
+        return self.path / "alignment.json"
 
     # ---- per stage ---------------------------------------------------------------------------
     def stage_dir(self, stage: str) -> Path:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from training.ablation import run_ablation
+from training.alignment import write_alignment_report
 from training.cli import parse_config
 from training.config import RunConfig, with_preset
 from training.layout import RunDirectory, RunLayout
@@ -67,7 +68,13 @@ def run_pipeline(config: RunConfig, run_dir: Path, console=None) -> dict:
             outputs["reward_model"] = stages.run_stage("reward_model", everyone=True, base=policy, data=data)
             reward_model = outputs["reward_model"]["model"]
         final = stages.run_stage("grpo", everyone=True, policy=policy, reward_model=reward_model, data=data)["model"]
+        if config.eval_base:  # the same items, so aligned - base is a paired comparison
+            outputs["base_eval"] = stages.run_stage("base_eval", "eval", label="evaluate the base model", model=base,
+                                                    data=data, stage="base_eval")
         outputs["eval"] = stages.run_stage("eval", model=final, data=data)
+        if config.eval_base and is_main_process():
+            write_alignment_report(run.stage_dir("base_eval"), run.stage_dir("eval"), out=run.alignment, seed=config.seed)
+            outputs["alignment"] = str(run.alignment)
         if config.export:
             outputs["export"] = stages.run_stage("export", model=final)
     if not is_main_process():

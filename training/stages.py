@@ -180,21 +180,35 @@ def stage_evaluate(config, run: RunDirectory, progress: Progress | None = None, 
                    stage: str = "eval") -> dict:
     from training.evaluate.lm import load_language_model
     from training.evaluate.report import EvalReport
-    from training.evaluate.runner import default_data, run_benchmark
+    from training.evaluate.runner import default_data, read_ids, run_benchmark
 
     folder = run.stage(stage)
     test = balanced(load_records(Path(data) / "test.jsonl"), config.eval_per_capability, config.seed)
     dump_records(test, run.capability_test(stage))
+    # Capability sets: unseen facts (the test split) and, where MKGSG wrote it, trained facts asked anew.
+    jobs = [("capabilities", run.capability_test(stage), None, None)]
+    anew = Path(data) / ANEW_FILE
+    if anew.exists():
+        asked = balanced(load_records(anew), config.eval_per_capability, config.seed)
+        dump_records(asked, folder / ANEW_FILE)
+        jobs.append((CAPABILITIES_ANEW, folder / ANEW_FILE, None, None))
+    fixed = config.fixed_ids
+    for name, limit in config.benchmark_limits.items():
+        path = _benchmark_file(default_data, name)
+        # A saved subset applies to the full file only (the bundled samples hold other items).
+        ids = read_ids(fixed[name]) if name in fixed and path == default_data(name) else None
+        jobs.append((name, path, limit, ids))
     lm = load_language_model(model, progress=False)
     report = EvalReport(model=model, seed=config.seed, limit=None)
-    jobs = [("capabilities", run.capability_test(stage), None), *(
-        (name, _benchmark_file(default_data, name), limit) for name, limit in config.benchmark_limits.items())]
-    for done, (name, path, limit) in enumerate(jobs):
+    for done, (name, path, limit, ids) in enumerate(jobs):
         if progress is not None:
             progress(done, len(jobs))
-        modes = ("loglik",) if name not in ("capabilities", "ifeval") else ("loglik", "generate")
-        report.results.append(run_benchmark(lm, name, path, limit=limit, seed=config.seed, modes=modes,
-                                            max_new_tokens=config.eval_max_new_tokens,
+        kind = "capabilities" if name == CAPABILITIES_ANEW else name
+        # Multiple choice by letter and by cloze (option text): a small model's letter choice mostly
+        # shows its prior for "A" (docs/baseline.md); capability sets and IFEval generate.
+        modes = ("loglik", "generate") if kind in ("capabilities", "ifeval") else ("loglik", "cloze")
+        report.results.append(run_benchmark(lm, kind, path, limit=limit, seed=config.seed, modes=modes, ids=ids,
+                                            max_new_tokens=config.eval_max_new_tokens, label=name,
                                             predictions_path=run.predictions(name, stage)))
     report.write(folder)
     scores = {f"{r.benchmark}/{k}": v for r in report.results for k, v in r.headline().items()}
@@ -213,6 +227,10 @@ def stage_export(config, run: RunDirectory, progress: Progress | None = None, *,
 def _benchmark_file(default_data, name: str) -> Path:
     full = default_data(name)
     return full if full.exists() else default_data(name, sample=True)
+
+
+ANEW_FILE = "test_trained_anew.jsonl"  # MKGSG's trained-facts-asked-anew set (training.mkgsg.anew)
+CAPABILITIES_ANEW = "capabilities_trained_anew"  # its name in reports, beside "capabilities" (unseen facts)
 
 
 # The stages by name: how a child process (`python -m training.stage`) finds the function to run.

@@ -186,7 +186,9 @@ STANDARD_STAGES = ["--preset", "tiny", "--rm_steps", "0", "--eval_benchmarks", "
                    # GRPO under a wall-clock budget that the first step already spends: it stops there, saved.
                    "--grpo_steps", "20", "--grpo_budget_minutes", "0.001", "--save_steps", "1",
                    # Stages in this process: the other path of run_stage (the fixture's run takes the child processes).
-                   "--no_stage_processes"]
+                   "--no_stage_processes",
+                   # The base model evaluated on the same items, and the paired comparison written.
+                   "--eval_base"]
 
 
 def test_standard_preset_stages_early_stopping_budget_and_resume(resumed_run, tmp_path):
@@ -205,6 +207,19 @@ def test_standard_preset_stages_early_stopping_budget_and_resume(resumed_run, tm
     assert len(evaluated) == 3 and sft["best_eval_loss"] == min(evaluated)
     grpo = json.loads(run.done_file("grpo").read_text())
     assert grpo["steps"] == 1 and grpo["budget"]["stopped_by_budget_at_step"] == 1, grpo
+    assert grpo["budget"]["clock"] == "cpu"
+    # Base and aligned scored on the same items; the comparison is paired, per capability set and benchmark.
+    base_items = (run.stage_dir("base_eval") / "capabilities.predictions.jsonl").read_text().splitlines()
+    aligned_items = (run.stage_dir("eval") / "capabilities.predictions.jsonl").read_text().splitlines()
+    assert [json.loads(r)["id"] for r in base_items] == [json.loads(r)["id"] for r in aligned_items]
+    alignment = json.loads(run.alignment.read_text())
+    assert alignment["base"].endswith("base_eval") and alignment["aligned"].endswith("eval")
+    for entry in [*alignment["capabilities"].values(), *alignment["benchmarks"].values()]:
+        assert entry["n"] >= 1 and entry["ci_low"] <= entry["diff"] <= entry["ci_high"], entry
+    assert any(k.startswith("trained_anew/") for k in alignment["capabilities"]) == \
+        (run_dir / "data" / "test_trained_anew.jsonl").exists()
+    assert {k.split("/")[0] for k in alignment["benchmarks"]} == {"medmcqa"}
+    assert "medmcqa/acc_cloze" in alignment["benchmarks"]
 
     # Stopped after its checkpoint, as a kill would leave it: --resume continues GRPO from checkpoint-1
     # with the budget already spent there, not a fresh one.
