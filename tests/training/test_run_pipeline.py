@@ -135,7 +135,9 @@ def test_paper_preset_trains_a_qwen2_model_with_lora(resumed_run, tmp_path):
     assert (paper / "eval" / "DONE.json").exists()
 
 
-def test_ablation_trains_every_arm_and_writes_the_table(resumed_run, tmp_path):
+def test_ablation_trains_every_arm_and_writes_the_table(resumed_run, tmp_path, monkeypatch):
+    # The arms' stage processes inherit this; one thread trains the tiny model fastest.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     from training.ablation import ARM_NAMES, ARMS, run_ablation
     from training.config import RunConfig, with_preset
 
@@ -162,7 +164,7 @@ def test_ablation_trains_every_arm_and_writes_the_table(resumed_run, tmp_path):
 
 
 def test_export_card_run_section_comes_from_the_runs_own_files(resumed_run, tmp_path):
-    from training.export import export_model, find_source
+    from training.export import CARD_MD, export_model, find_source
     from training.layout import RunLayout
 
     run_dir, _, _ = resumed_run
@@ -174,7 +176,7 @@ def test_export_card_run_section_comes_from_the_runs_own_files(resumed_run, tmp_
     assert section["eval"]["scores"] == json.loads(run.done_file("eval").read_text())["scores"]
     assert set(section["stages"]) >= {"data", "base", "sft", "reward_model", "grpo", "eval"}
     assert section["stages"]["grpo"]["steps"] == 3
-    assert "## Training run" in (tmp_path / "onnx" / "model_card.md").read_text()
+    assert "## Training run" in (tmp_path / "onnx" / CARD_MD).read_text()
 
 
 STANDARD_STAGES = ["--preset", "tiny", "--rm_steps", "0", "--eval_benchmarks", "medmcqa:2",
