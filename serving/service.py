@@ -182,8 +182,9 @@ def _install_bounded_traffic_metrics() -> None:
     install_bounded_traffic_metrics()
 
 
-def _mount_optional_apps() -> None:
-    """CDS Hooks (issue 6) and the Gradio UI (issue 7), each when its module is installed and builds.
+def _mount_optional_apps():
+    """CDS Hooks (issue 6) and the Gradio UI (issue 7), each when its module is installed and builds;
+    the UI's session state (for its gate, added below), or None without a UI.
 
     A part that fails to build is left out with an error in the log: the clinical API must not go
     down because an optional front end did."""
@@ -204,20 +205,30 @@ def _mount_optional_apps() -> None:
         log.exception("CDS Hooks not mounted at /cds-services")
     try:
         from ui.app import build_ui, harden, prepare_for_mount
+        from ui.sessions import UiSessions
 
         # Gradio 6 needs its theme and config set before a bare mount, or /ui/ answers 500; the UI
         # passes the service's own URL (never the Host header) and its hardening is set again after
         # the mount, which resets show_error and max_file_size.
-        blocks = prepare_for_mount(build_ui(SETTINGS.api_url))
+        sessions = UiSessions()
+        blocks = prepare_for_mount(build_ui(SETTINGS.api_url, sessions))
         bentoml.gradio.mount_gradio_app(blocks, path="/ui")(BalancedBio)
         harden(blocks)
+        return sessions
     except Exception:
         log.exception("UI not mounted at /ui")
+        return None
 
 
-_mount_optional_apps()
+_ui_sessions = _mount_optional_apps()
 BalancedBio.add_asgi_middleware(BodyLimit, max_bytes=SETTINGS.max_body_bytes,
                                 on_reject=lambda scope: count("record_error", "payload_too_large"))
 BalancedBio.add_asgi_middleware(RequestMetrics, count=count)
 BalancedBio.add_asgi_middleware(Guard, settings=SETTINGS, count=count, warning=lambda: CDS_WARNING[0])
+if _ui_sessions is not None:
+    from ui.sessions import UiSessionGate
+
+    # Innermost: after the body limit and the upload rate limit. The UI's uploads and file reads are
+    # tied to a session whose key the service accepted (ui/sessions.py).
+    BalancedBio.add_asgi_middleware(UiSessionGate, sessions=_ui_sessions, prefix="/ui")
 _install_bounded_traffic_metrics()
