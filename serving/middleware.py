@@ -5,7 +5,9 @@ Guard: the routes BentoML and Gradio own, which our FastAPI dependency `authoriz
     * /metrics per BALANCEDBIO_METRICS_ACCESS: "key" needs an API key or a BALANCEDBIO_METRICS_KEYS
       key (401/403 otherwise); "open" and "reduced" are served ("reduced" is filtered by the
       service's __metrics__ hook);
-    * /readyz carries X-BalancedBio-Warning while CDS Hooks runs unsigned or refuses every call;
+    * /readyz says so while CDS Hooks runs unsigned or refuses every call: in its body (a line
+      "warning: ..." after BentoML's own text, whose status code probes read, unchanged) and in the
+      X-BalancedBio-Warning header;
     * Gradio's upload route is rate-limited per client address (it cannot carry an API key).
 """
 
@@ -62,13 +64,43 @@ class Guard:
             return await _send_error(e, send)
         warning = self.warning() if path == "/readyz" else ""
         if warning:
-            async def warn(message):
-                if message["type"] == "http.response.start":
-                    message = {**message, "headers": [*message.get("headers", []),
-                                                      (b"x-balancedbio-warning", warning.encode())]}
-                await send(message)
-            return await self.app(scope, receive, warn)
+            return await self.app(scope, receive, _WarningReply(send, warning, scope.get("method") == "HEAD"))
         return await self.app(scope, receive, send)
+
+
+def readyz_text(status: int, original: str, warning: str) -> str:
+    """/readyz's body with the warning: BentoML's text (a bare newline when ready) then the warning."""
+    first = original.strip() or ("ready" if status < 400 else "not ready")
+    return f"{first}\nwarning: {warning}\n"
+
+
+class _WarningReply:
+    """The send() of a /readyz reply with the warning added to its header and body. The body is
+    BentoML's small text, so it is held until complete and sent again with the new length."""
+
+    def __init__(self, send, warning: str, head: bool):
+        self.send, self.warning, self.head = send, warning, head
+        self.start: dict | None = None
+        self.chunks: list[bytes] = []
+
+    async def __call__(self, message):
+        if message["type"] == "http.response.start":
+            headers = [*message.get("headers", []), (b"x-balancedbio-warning", self.warning.encode())]
+            if self.head:  # no body to change; the header says it
+                return await self.send({**message, "headers": headers})
+            self.start = {**message, "headers": headers}
+            return None
+        if message["type"] != "http.response.body" or self.start is None:
+            return await self.send(message)
+        self.chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return None
+        status = self.start["status"]
+        body = readyz_text(status, b"".join(self.chunks).decode("utf-8", "replace"), self.warning).encode()
+        headers = [(k, v) for k, v in self.start["headers"] if k.lower() not in (b"content-length", b"content-type")]
+        headers += [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+        await self.send({**self.start, "headers": headers})
+        await self.send({"type": "http.response.body", "body": body})
 
 
 async def _send_error(e: ApiError, send) -> None:

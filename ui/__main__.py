@@ -17,9 +17,16 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.api_url or os.environ.get("BALANCEDBIO_API_URL")):
         parser.error("give --api-url or set BALANCEDBIO_API_URL (the UI is a client of the service)")
 
-    from ui.app import build_ui
+    from starlette.middleware import Middleware
 
-    build_ui(args.api_url).launch(server_name=args.host, server_port=args.port, show_error=True)
+    from ui.app import build_ui
+    from ui.sessions import UiSessionGate, UiSessions
+
+    # The same session gate as in the service (ui/sessions.py), here in front of the app at "/".
+    sessions = UiSessions()
+    build_ui(args.api_url, sessions).launch(
+        server_name=args.host, server_port=args.port, show_error=True,
+        app_kwargs={"middleware": [Middleware(UiSessionGate, sessions=sessions, prefix="")]})
     return 0
 
 

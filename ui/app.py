@@ -10,16 +10,16 @@ address of the socket the request arrived on, as the server reports it (ASGI `sc
 never the request's Host header, which the caller chooses (a typed key would go to their host).
 
 Every function needs the API key, checked by the service (a cached `GET /v1/models` per session
-and key): without a valid one a function answers an error and does nothing else. Uploads are
-read only from Gradio's upload folder, a limited number per session, and old ones are deleted.
+and key): without a valid one a function answers an error and does nothing else. A session is the
+server-issued cookie of ui/sessions.py; an accepted key binds it, which is what lets it upload (the
+upload route is Gradio's and sees no key), and a function reads only files its own session uploaded
+(from Gradio's upload folder; old ones are deleted). Serve the app behind `UiSessionGate`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import threading
 import time
 
 import gradio as gr
@@ -27,12 +27,11 @@ import gradio as gr
 from ui import patients
 from ui.client import ApiError, ServiceClient
 from ui.render import HISTORY_COLUMNS, banner_html, findings_html, history_rows
+from ui.sessions import KeyChecks, UiSessions
 
 log = logging.getLogger(__name__)
 
 CORRECT_CHOICES = ["not graded", "correct", "incorrect"]
-MAX_UPLOADS_PER_SESSION = 20
-KEY_CHECK_TTL_S = 60.0  # a key the service accepted is trusted this long per session, then asked again
 CSS = ".bb-card summary{cursor:pointer} #bb-status{min-height:1.5em}"
 
 
@@ -80,79 +79,49 @@ def _base_url(configured: str | None, request: gr.Request | None) -> str:
     raise ApiError(None, "configuration", "no API URL: start with --api-url or set BALANCEDBIO_API_URL")
 
 
-class KeyChecks:
-    """Keys the service accepted, per Gradio session: (session, key digest) -> expiry. Bounded."""
-
-    def __init__(self, ttl_s: float = KEY_CHECK_TTL_S, max_entries: int = 4096):
-        self.ttl_s, self.max_entries = ttl_s, max_entries
-        self._ok: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
-
-    def valid(self, session: str, key: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            return self._ok.get((session, hashlib.sha256(key.encode()).hexdigest()), 0.0) > now
-
-    def remember(self, session: str, key: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if len(self._ok) >= self.max_entries:
-                self._ok = {k: v for k, v in self._ok.items() if v > now}
-                while len(self._ok) >= self.max_entries:
-                    self._ok.pop(next(iter(self._ok)))
-            self._ok[(session, hashlib.sha256(key.encode()).hexdigest())] = now + self.ttl_s
-
-
-class SessionCounter:
-    """At most `limit` uses per session; the oldest sessions are forgotten past `max_sessions`."""
-
-    def __init__(self, limit: int, max_sessions: int = 4096):
-        self.limit, self.max_sessions = limit, max_sessions
-        self._used: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def take(self, session: str) -> bool:
-        with self._lock:
-            if session not in self._used and len(self._used) >= self.max_sessions:
-                self._used.pop(next(iter(self._used)))
-            if self._used.get(session, 0) >= self.limit:
-                return False
-            self._used[session] = self._used.get(session, 0) + 1
-            return True
-
-
 def _status(message: str, ok: bool = True) -> str:
     # Words, not emoji: headless and kiosk browsers often lack an emoji font.
     return message if ok else f"**Problem:** {message}"
 
 
-def build_ui(api_url: str | None = None) -> gr.Blocks:
-    """The clinician app as Gradio Blocks; `api_url` is the service's base URL (see the module docstring)."""
+def build_ui(api_url: str | None = None, sessions: UiSessions | None = None) -> gr.Blocks:
+    """The clinician app as Gradio Blocks; `api_url` is the service's base URL (see the module docstring).
+    `sessions` is the state the functions share with the `UiSessionGate` in front of the app (give both
+    the same object); without a gate no session is bound and no upload can be read (fail closed)."""
     samples = patients.sample_names()
 
+    sessions = sessions or UiSessions()
     checks = KeyChecks()
-    uploads = SessionCounter(MAX_UPLOADS_PER_SESSION)
 
     def client(api_key: str, request: gr.Request | None) -> ServiceClient:
         return ServiceClient(_base_url(api_url, request), api_key or "")
 
-    def session(request: gr.Request | None) -> str:
-        return str(getattr(request, "session_hash", None) or "no-session")
+    def check_key(c: ServiceClient, sid: str | None) -> list[dict]:
+        """The service's verdict on the key, which binds the session (or unbinds it: 401/403)."""
+        try:
+            models = c.models()
+        except ApiError as exc:
+            if exc.status in (401, 403):
+                sessions.unbind(sid)
+            raise
+        sessions.bind(sid)
+        if sid:
+            checks.remember(sid, c.api_key)
+        return models
 
     def authorised(api_key: str, request: gr.Request | None) -> ServiceClient:
-        """A client for a key the service accepts (ApiError otherwise): checked before any work."""
+        """A client for a key the service accepts (ApiError otherwise): checked before any work.
+        Without a session (no gate in front) the key is asked of the service every time."""
         c = client(api_key, request)
-        if not checks.valid(session(request), c.api_key):
-            c.models()  # 401/403 from the service for a wrong key
-            checks.remember(session(request), c.api_key)
+        sid = sessions.of(request)
+        if not (sid and checks.valid(sid, c.api_key)):
+            check_key(c, sid)
         return c
 
     # --- handlers --------------------------------------------------------------------------------
     def connect(api_key: str, request: gr.Request):
         try:
-            c = client(api_key, request)
-            models = c.models()
-            checks.remember(session(request), c.api_key)
+            models = check_key(client(api_key, request), sessions.of(request))
         except ApiError as exc:
             return '<div id="bb-banner">Not connected.</div>', _status(str(exc), ok=False)
         return banner_html(models), _status(f"Connected; {len(models)} model(s) served.")
@@ -179,13 +148,14 @@ def build_ui(api_url: str | None = None) -> gr.Blocks:
             authorised(api_key, request)
             root = gr_upload_folder()
             patients.clean_uploads(root)
-            # Counted here, server-side (a gr.State would be whatever an API caller sends).
-            if not uploads.take(session(request)):
-                raise patients.PatientLoadError(f"at most {MAX_UPLOADS_PER_SESSION} uploads per session; "
-                                                "reload the page to start a new session")
             path = getattr(path, "path", path)  # a FileData when called through the API
             if isinstance(path, dict):
                 path = path.get("path")
+            # Gradio names an upload by a hash of its content, so a path says nothing of who sent it:
+            # only a file the gate recorded for this very session is read.
+            if path and not sessions.owns(sessions.of(request), path):
+                raise patients.PatientLoadError("only a file uploaded in this session can be loaded; upload the "
+                                                "Bundle again")
             return loaded(patients.load_upload(path, root), "the uploaded file")
         except (patients.PatientLoadError, ApiError) as exc:
             return failed(exc)
@@ -283,6 +253,9 @@ def build_ui(api_url: str | None = None) -> gr.Blocks:
                 with gr.Tab("Upload Bundle"):
                     upload = gr.File(label="FHIR R4 Bundle or resource (JSON)", file_types=[".json"],
                                      type="filepath", elem_id="upload")
+                    # Gradio shows a refused upload as a bare "Error": say beforehand what it needs.
+                    gr.Markdown("Connect with your API key first: uploads are accepted only once the service "
+                                "has checked it in this browser session.", elem_id="upload-hint")
                 with gr.Tab("FHIR server"):
                     fhir_base = gr.Textbox(label="FHIR base URL (one the service allows)",
                                            placeholder="https://fhir.example.org/r4")

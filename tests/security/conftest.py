@@ -13,6 +13,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -74,12 +76,15 @@ def hardened(base_export, fhir_stub, tmp_path_factory):
     srv.kill()
 
 
-def gradio_call(url: str, fn: str, data: list, headers: dict | None = None, timeout: float = 120) -> tuple[str, object]:
-    """Call a Gradio function over its HTTP API as an attacker would: (event, payload) of the result."""
-    started = httpx.post(f"{url}/ui/gradio_api/call/{fn}", json={"data": data}, headers=headers or {}, timeout=30)
+def gradio_call(url: str, fn: str, data: list, headers: dict | None = None, timeout: float = 120,
+                client: httpx.Client | None = None) -> tuple[str, object]:
+    """Call a Gradio function over its HTTP API as an attacker would: (event, payload) of the result.
+    With `client`, in that client's UI session (its cookie jar); without, in a new session each call."""
+    http = client or httpx
+    started = http.post(f"{url}/ui/gradio_api/call/{fn}", json={"data": data}, headers=headers or {}, timeout=30)
     assert started.status_code == 200, started.text
     event_id = started.json()["event_id"]
-    body = httpx.get(f"{url}/ui/gradio_api/call/{fn}/{event_id}", timeout=timeout).text
+    body = http.get(f"{url}/ui/gradio_api/call/{fn}/{event_id}", timeout=timeout).text
     event, payload = None, None
     for line in body.splitlines():
         if line.startswith("event:"):
@@ -91,6 +96,19 @@ def gradio_call(url: str, fn: str, data: list, headers: dict | None = None, time
             except ValueError:
                 payload = raw
     return event, payload
+
+
+@contextmanager
+def ui_session(url: str, key: str | None = None) -> Iterator[httpx.Client]:
+    """A browser's UI session: the cookie the server issues with the page, connected with `key` if given
+    (the Connect button, which has the service check the key and binds the session)."""
+    with httpx.Client(timeout=60) as client:
+        page = client.get(f"{url}/ui/")
+        assert page.status_code == 200 and client.cookies.get("bb_ui_session"), page.headers
+        if key is not None:
+            event, payload = gradio_call(url, "connect", [key], client=client)
+            assert event == "complete", payload
+        yield client
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.5):

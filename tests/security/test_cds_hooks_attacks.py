@@ -59,6 +59,7 @@ def test_cds_hooks_without_issuers_refuses_every_call(hardened):
     assert accept_count(hardened.url) == before, "unauthenticated feedback moved the acceptance metric"
     ready = httpx.get(hardened.url + "/readyz", timeout=10)
     assert ready.status_code == 200 and "refuses every call" in ready.headers["x-balancedbio-warning"]
+    assert ready.text.startswith("ready\nwarning: CDS Hooks refuses every call"), ready.text
 
 
 @pytest.mark.e2e
@@ -89,7 +90,11 @@ def feedback_rows(server, card: str) -> list[tuple]:
 @pytest.mark.e2e
 def test_development_switch_is_announced_by_readyz(unsigned):
     ready = httpx.get(unsigned.url + "/readyz", timeout=10)
+    assert ready.status_code == 200
     assert "unsigned" in ready.headers["x-balancedbio-warning"] and "ALLOW_UNSIGNED" in ready.headers["x-balancedbio-warning"]
+    # The body says it too (issue 13: "the startup log and /readyz say so"), after BentoML's own text.
+    assert ready.text.splitlines() == ["ready", "warning: CDS Hooks accepts unsigned calls "
+                                       "(BALANCEDBIO_CDS_ALLOW_UNSIGNED=1, development only)"], ready.text
     assert "accepts UNSIGNED calls" in unsigned.log_path.read_text(errors="replace")
 
 

@@ -1,5 +1,7 @@
 """Issue 13, finding 1: the Gradio functions answered without a key, read any server file, fetched any
-URL with the caller's token, and the UI sent typed keys to the host the Host header named.
+URL with the caller's token, and the UI sent typed keys to the host the Host header named; then
+(closing note) Gradio's upload route took files from anyone, and a file in the upload folder was
+accepted from any session that named its path.
 
 Each attack is replayed against a real `bentoml serve` through Gradio's own HTTP API (what an
 attacker on the network would call), not through the browser.
@@ -7,13 +9,14 @@ attacker on the network would call), not through the browser.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 
 import httpx
 import pytest
 
-from conftest import KERMIT, KEY, bearer, gradio_call
+from conftest import KERMIT, KEY, bearer, gradio_call, ui_session
 
 pytestmark = pytest.mark.e2e
 SAMPLE = "synthea_multiple_allergies"
@@ -50,21 +53,84 @@ def test_upload_of_a_server_path_is_refused_without_echoing_it(hardened, tmp_pat
         assert path not in text and str(tmp_path) not in text and "Errno" not in text, text
 
 
+def upload(client: httpx.Client | None, url: str, content: bytes | None = None, name: str = "bundle.json"):
+    """POST a file to Gradio's upload route, in `client`'s UI session (None: no cookie at all)."""
+    files = {"files": (name, content if content is not None else KERMIT.read_bytes())}
+    return (client or httpx).post(url + "/ui/gradio_api/upload", files=files, timeout=60)
+
+
+def file_data(path: str) -> dict:
+    return {"path": path, "meta": {"_type": "gradio.FileData"}}
+
+
 def test_a_file_uploaded_through_gradio_is_loaded_with_the_key(hardened):
-    with open(KERMIT, "rb") as f:
-        uploaded = httpx.post(hardened.url + "/ui/gradio_api/upload", files={"files": ("bundle.json", f)}, timeout=60)
-    assert uploaded.status_code == 200, uploaded.text
-    [path] = uploaded.json()
-    event, payload = gradio_call(hardened.url, "load_upload", [{"path": path, "meta": {"_type": "gradio.FileData"}}, KEY])
+    with ui_session(hardened.url, KEY) as session:
+        uploaded = upload(session, hardened.url)
+        assert uploaded.status_code == 200, uploaded.text
+        [path] = uploaded.json()
+        event, payload = gradio_call(hardened.url, "load_upload", [file_data(path), KEY], client=session)
     assert event == "complete" and "Patient summary (de-identified)" in payload[1], payload
 
 
+@pytest.mark.parametrize("who", ["no_cookie", "forged_cookie", "session_never_connected", "session_with_wrong_key"])
+def test_upload_without_a_connected_session_is_refused(hardened, who):
+    """Gradio's upload route sees no API key: it takes files only in a session whose key the service
+    accepted (the UI's Connect, or any UI function called with a valid key)."""
+    with contextlib.ExitStack() as stack:
+        client = {"no_cookie": lambda: None,
+                  "forged_cookie": lambda: httpx.Client(cookies={"bb_ui_session": "made-up.0123456789abcdef"}),
+                  "session_never_connected": lambda: ui_session(hardened.url),
+                  "session_with_wrong_key": lambda: ui_session(hardened.url, "a-wrong-key")}[who]()
+        if client is not None:
+            client = stack.enter_context(client)
+        refused = upload(client, hardened.url)
+    assert refused.status_code == 401, refused.text
+    error = refused.json()["error"]
+    assert error["type"] == "authentication_error" and "API key" in error["message"] and "Connect" in error["message"]
+    assert "/tmp" not in refused.text and "bundle.json" not in refused.text  # nothing was stored, no path named
+
+
+def test_a_file_uploaded_in_one_session_is_not_readable_from_another(hardened):
+    """Session A uploads a patient's Bundle; session B, even with a valid key, cannot load it by its path."""
+    with ui_session(hardened.url, KEY) as a, ui_session(hardened.url, KEY) as b:
+        [path] = upload(a, hardened.url).json()
+        for caller in (b, None):  # another browser, and a caller with no session at all
+            event, payload = gradio_call(hardened.url, "load_upload", [file_data(path), KEY], client=caller)
+            assert event == "complete", payload
+            patient, summary, status = payload
+            assert patient is None and "Patient summary" not in json.dumps(payload), payload
+            assert "only a file uploaded in this session" in status and path not in status, status
+        event, payload = gradio_call(hardened.url, "load_upload", [file_data(path), KEY], client=a)
+        assert event == "complete" and "Patient summary (de-identified)" in payload[1], payload
+
+
+def test_an_uploaded_path_is_not_usable_across_sessions(hardened):
+    """The path the upload route returns names the file on the server; Gradio's file route serves it
+    only to the session that uploaded it, and the deep-link route (a snapshot of any session by its
+    hash) is off."""
+    content = KERMIT.read_bytes()
+    with ui_session(hardened.url, KEY) as a, ui_session(hardened.url, KEY) as b:
+        [path] = upload(a, hardened.url).json()
+        for route in (f"/ui/gradio_api/file={path}", f"/ui/gradio_api/file/{path}"):
+            for caller in (b, httpx):
+                stolen = caller.get(hardened.url + route, timeout=30)
+                assert stolen.status_code == 404 and stolen.content != content, (route, stolen.status_code)
+        own = a.get(f"{hardened.url}/ui/gradio_api/file={path}", timeout=30)
+        assert own.status_code == 200 and own.content == content
+        assert b.get(hardened.url + "/ui/gradio_api/deep_link", params={"session_hash": "x"}).status_code == 404
+        # Uploads are named by a hash of their content: B sending the same bytes gets the same path, and
+        # may then use it, because B holds that content; naming the path alone is never enough.
+        assert upload(b, hardened.url, content).json() == [path]
+        assert b.get(f"{hardened.url}/ui/gradio_api/file={path}", timeout=30).status_code == 200
+
+
 def test_upload_route_is_rate_limited(hardened):
-    """Gradio's upload route cannot carry an API key: it is bounded per client address instead."""
-    responses = [httpx.post(hardened.url + "/ui/gradio_api/upload", files={"files": ("x.json", b"{}")}, timeout=30)
-                 for _ in range(40)]  # bounded: the limit is 30 a minute (bursts of 30) per client address
+    """Even in a connected session, the upload route is bounded per client address (30 a minute,
+    bursts of 30): the same small file over and over is refused once the bucket is empty."""
+    with ui_session(hardened.url, KEY) as session:
+        responses = [upload(session, hardened.url, b"{}", "x.json") for _ in range(40)]
     statuses = [r.status_code for r in responses]
-    assert 429 in statuses and statuses.count(200) < 40, statuses
+    assert 200 in statuses and 429 in statuses, statuses
     refused = next(r for r in responses if r.status_code == 429)
     assert "Retry-After" in refused.headers and "rate limit" in refused.json()["error"]["message"]
 

@@ -3,9 +3,10 @@
 A PostgreSQL server (Debian's `postgresql` package; .ci/run installs it) is started for the session
 in a temporary folder, on a free loopback port, and stopped at the end. PostgreSQL refuses to run as
 root, so under root (CI) its programs run as `nobody`. Each test gets a database of its own.
-The tests: the store's round trip; two processes opening a fresh database and writing at once;
-two `bentoml serve` replicas taking consults and feedback at once, killed with SIGKILL, and every
-acknowledged row found afterwards.
+The tests: the store's round trip; the schema migration from version 1 (alone, and by two processes
+opening the same version-1 database at once); two processes opening a fresh database and writing at
+once; two `bentoml serve` replicas taking consults and feedback at once, killed with SIGKILL, and
+every acknowledged row found afterwards.
 """
 
 from __future__ import annotations
@@ -109,6 +110,72 @@ def test_the_store_round_trip_on_postgresql(postgresql):
     assert tuple(row) == ("accepted", "cds-hooks", "c1")
 
 
+# A database as schema version 1 (before issue 13) left it on PostgreSQL: the tables SQLAlchemy
+# created then, in PostgreSQL's own types, with a consult and its feedback already stored.
+V1_SCHEMA = (
+    "CREATE TABLE schema_info (key VARCHAR(64) PRIMARY KEY, value VARCHAR(256))",
+    "INSERT INTO schema_info VALUES ('schema_version', '1')",
+    """CREATE TABLE consults (id VARCHAR(36) PRIMARY KEY, created_at TIMESTAMP WITH TIME ZONE, endpoint VARCHAR(64),
+        model_version VARCHAR(256), aligned BOOLEAN, api_key_id VARCHAR(16), input_sha256 VARCHAR(64),
+        answer_sha256 VARCHAR(64), escalated BOOLEAN, findings JSON, prompt_tokens INTEGER, completion_tokens INTEGER,
+        latency_seconds DOUBLE PRECISION, raw_input TEXT, raw_answer TEXT)""",
+    """CREATE TABLE feedback (id VARCHAR(36) PRIMARY KEY, consult_id VARCHAR(36) REFERENCES consults(id),
+        created_at TIMESTAMP WITH TIME ZONE, source VARCHAR(32), outcome VARCHAR(32), reason TEXT, correct BOOLEAN,
+        edited_answer_sha256 VARCHAR(64), edited_answer TEXT, card_uuid VARCHAR(64), service_id VARCHAR(128),
+        details JSON)""",
+    """INSERT INTO consults VALUES ('old-consult', now(), '/consult', 'm0', false, 'k0', 'i', 'a', false,
+        '[{"kind": "dose", "severity": "warning"}]', 3, 4, 0.5, NULL, NULL)""",
+    "INSERT INTO feedback (id, consult_id, created_at, source, outcome) VALUES ('old-feedback', 'old-consult', now(), 'api', 'accept')",
+)
+
+
+def version_1_database(postgresql) -> str:
+    url = postgresql.new_database()
+    engine = create_engine(url)
+    with engine.begin() as c:
+        for statement in V1_SCHEMA:
+            c.exec_driver_sql(statement)
+    engine.dispose()
+    return url
+
+
+def columns(url: str, table: str) -> set[str]:
+    engine = create_engine(url)
+    with engine.connect() as c:
+        names = set(c.execute(text("SELECT column_name FROM information_schema.columns WHERE table_name = :t"),
+                              {"t": table}).scalars())
+    engine.dispose()
+    return names
+
+
+def test_version_1_database_is_migrated_on_postgresql(postgresql):
+    """The v1 -> v2 migration (serving/store.py) as test_store.py runs it on SQLite, on PostgreSQL."""
+    url = version_1_database(postgresql)
+    assert "finish_reason" not in columns(url, "consults") and "dedupe_key" not in columns(url, "feedback")
+    store = Store(url)
+    assert store.schema_version() == SCHEMA_VERSION == 2
+    store.engine.dispose()
+    assert "finish_reason" in columns(url, "consults") and "dedupe_key" in columns(url, "feedback")
+
+    reopened = Store(url)  # the migration was committed, and a second open does not run it again
+    assert reopened.schema_version() == 2
+    old = reopened.get_consult("old-consult")
+    assert old.finish_reason is None and old.findings == [{"kind": "dose", "severity": "warning"}]
+    assert [f.id for f in reopened.feedback_for("old-consult")] == ["old-feedback"]
+    cid = reopened.add_consult(endpoint="/consult", model_version="m", aligned=False, api_key_id="k", question="q",
+                               patient=None, answer="a", escalated=False, findings=[], finish_reason="disconnected")
+    assert reopened.get_consult(cid).finish_reason == "disconnected"
+    first = reopened.add_feedback(consult_id=cid, outcome="accept", dedupe_key=f"api:{cid}:accept")
+    assert reopened.add_feedback(consult_id=cid, outcome="accept", dedupe_key=f"api:{cid}:accept") == first
+    reopened.record_cds_cards("bb-order-check", "unsigned", ["card-after-migration"])  # the new v2 table
+    assert reopened.cds_card("card-after-migration").client == "unsigned"
+    with reopened.engine.connect() as c:
+        unique = c.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_feedback_dedupe_key'")).scalar()
+        versions = c.execute(text("SELECT value FROM schema_info")).scalars().all()
+    reopened.engine.dispose()
+    assert unique and unique.startswith("CREATE UNIQUE INDEX") and versions == ["2"]
+
+
 WRITES_PER_WORKER = 25
 
 
@@ -148,6 +215,27 @@ def test_two_workers_open_a_fresh_database_and_write_at_once(postgresql):
         versions = c.execute(text("SELECT count(*) FROM schema_info")).scalar()
     engine.dispose()
     assert stored == acknowledged and feedback == 2 * WRITES_PER_WORKER and versions == 1
+
+
+def test_two_workers_open_a_version_1_database_at_once(postgresql):
+    """Replicas of a new release starting together on an old database: one migrates (under the
+    advisory lock), the other then finds version 2; neither dies of "column already exists"."""
+    url = version_1_database(postgresql)
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(2), ctx.Queue()
+    workers = [ctx.Process(target=_worker, args=(url, f"w{n}", barrier, out)) for n in range(2)]
+    for w in workers:
+        w.start()
+    results = [out.get(timeout=180) for _ in workers]
+    for w in workers:
+        w.join(timeout=30)
+    assert [error for _, _, error in results] == [None, None]
+    engine = create_engine(url)
+    with engine.connect() as c:
+        versions = c.execute(text("SELECT value FROM schema_info")).scalars().all()
+        consults = c.execute(text("SELECT count(*) FROM consults")).scalar()
+    engine.dispose()
+    assert versions == ["2"] and consults == 1 + 2 * WRITES_PER_WORKER
 
 
 ROUNDS_PER_CLIENT = 3

@@ -127,3 +127,47 @@ def test_a_wrong_key_is_refused_in_the_ui(service, browser):
     page.locator("#connect").click()
     expect(page.locator("#bb-status")).to_contain_text(re.compile(r"40[13] "))  # unknown (401) or refused (403)
     expect(page.locator("#banner")).to_contain_text("Not connected")
+
+
+UPLOAD_BUNDLE = "fhir/synthea/Kermit_Trantow_f1a650a5-737e-4fd7-828e-03c3348b9524.json"  # 0.4 MB, under the body limit
+
+
+def is_upload(response) -> bool:
+    """Gradio's upload request (the browser adds ?upload_id=... to follow its progress)."""
+    from urllib.parse import urlparse
+
+    return urlparse(response.url).path.endswith("/gradio_api/upload") and response.request.method == "POST"
+
+
+def test_an_upload_is_refused_until_the_key_is_accepted_then_loaded(service, browser, shots, shared_file):
+    """Gradio's upload route sees no API key: the service ties it to the browser's session cookie,
+    which the Connect button binds once the service accepts the key (ui/sessions.py)."""
+    from playwright.sync_api import expect
+
+    bundle = shared_file(UPLOAD_BUNDLE)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(STEP_TIMEOUT_MS)
+    page.goto(service.url + "/ui/")
+    page.get_by_role("tab", name="Upload Bundle").click()
+    summary = page.locator("#patient-summary")
+
+    # Not connected: the gate refuses the upload with its message; no patient is loaded.
+    with page.expect_response(is_upload) as refused:
+        page.locator("#upload input[type=file]").set_input_files(str(bundle))
+    assert refused.value.status == 401 and "press Connect" in refused.value.text()
+    expect(summary).to_contain_text("No patient loaded")
+    page.screenshot(path=str(shots / "upload_refused.png"), full_page=True)
+
+    # Connected: the same browser session may upload, and the function loads its own file.
+    page.reload()
+    page.locator("#api-key input").fill(service.api_key)
+    page.locator("#connect").click()
+    expect(page.locator("#bb-status")).to_contain_text("Connected")
+    page.get_by_role("tab", name="Upload Bundle").click()
+    with page.expect_response(is_upload) as accepted:
+        page.locator("#upload input[type=file]").set_input_files(str(bundle))
+    assert accepted.value.status == 200, accepted.value.text()
+    expect(summary).to_contain_text("Patient summary (de-identified)")
+    expect(page.locator("#bb-status")).to_contain_text("Patient loaded from the uploaded file")
+    assert "Kermit" not in summary.inner_text()  # the de-identified summary, never the raw Bundle
+    page.screenshot(path=str(shots / "upload_loaded.png"), full_page=True)

@@ -158,14 +158,6 @@ def test_old_uploads_are_cleaned_and_new_ones_kept(tmp_path):
     assert not old.exists() and not old.parent.exists() and new.exists()
 
 
-def test_session_counter_limits_each_session():
-    from ui.app import SessionCounter
-
-    counter = SessionCounter(limit=2, max_sessions=2)
-    assert [counter.take("s1") for _ in range(3)] == [True, True, False]
-    assert counter.take("s2") and counter.take("s3")  # s1 forgotten: the table stays bounded
-
-
 @pytest.mark.parametrize("server,expected", [(("127.0.0.1", 3100), "http://127.0.0.1:3100"),
                                              (("0.0.0.0", 3000), "http://127.0.0.1:3000"),
                                              (("::1", 3000), "http://[::1]:3000")],
