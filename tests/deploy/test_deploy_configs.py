@@ -248,3 +248,37 @@ def test_accelerate_configs_load(name, kind):
     if kind == "DEEPSPEED":
         ds = json.loads((REPO / config.deepspeed_config["deepspeed_config_file"]).read_text())
         assert ds["zero_optimization"]["stage"] == 2
+
+
+# Imported by the served packages but not listed in the image on purpose, each with its reason.
+IMAGE_TRANSITIVE = {
+    "anyio": "starlette's and BentoML's", "starlette": "fastapi's", "numpy": "onnxruntime's and spaCy's",
+    "psutil": "BentoML's", "tldextract": "presidio-analyzer's", "bentoml": "the image's own runtime",
+    "medspacy": "deploy/medspacy-requirements.txt, installed by deploy/bento_setup.sh with --no-deps",
+    "torch": "only to run a PyTorch model folder; the image serves an ONNX export",
+    "peft": "only to merge a shipped LoRA adapter; the image serves an ONNX export",
+}
+
+
+def test_every_package_the_service_imports_is_in_the_image():
+    """The image installs bentofile's packages only: a guardrail library missing there would make its
+    checks fail closed in production although every test here passes."""
+    import ast
+    import sys
+    from importlib.metadata import packages_distributions
+
+    ours = {"serving", "clinical", "ui", "monitoring", "training"}
+    modules = set()
+    for package in ("serving", "clinical", "ui", "monitoring"):
+        for path in (REPO / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    modules |= {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    modules.add(node.module.split(".")[0])
+    third_party = {m for m in modules if m not in sys.stdlib_module_names and m not in ours}
+    image = {_requirement_name(p) for p in yaml.safe_load((REPO / "bentofile.yaml").read_text())["python"]["packages"]}
+    dists = packages_distributions()
+    missing = {m: dists.get(m) for m in third_party - set(IMAGE_TRANSITIVE)
+               if not {_requirement_name(d) for d in dists.get(m, [m])} & image}
+    assert not missing, f"imported by the service but not in bentofile.yaml's packages: {missing}"
