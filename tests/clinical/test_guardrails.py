@@ -7,7 +7,7 @@ import pytest
 from clinical.fhir import Allergy, Condition, Medication, PatientContext
 from clinical.guardrails import add_listeners, check_input, check_orders, check_output
 from clinical.guardrails import patient_checks
-from clinical.guardrails.models import _error_listeners, _finding_listeners
+from clinical.guardrails.models import _error_listeners, _finding_listeners, unavailable
 
 PATIENT = PatientContext(
     age_years=60, sex="female", pregnant=True,
@@ -154,3 +154,18 @@ def test_labelled_set_precision_and_recall_per_finding_kind(labelled_result, kin
     assert row["tp"] + row["fn"] >= 4, f"{kind}: too few labelled cases for a per-kind floor"
     assert row["recall"] >= PER_KIND_FLOOR, f"{kind} missed: {missed}"
     assert row["precision"] is not None and row["precision"] >= PER_KIND_FLOOR, f"{kind} false alarms: {false_alarms}"
+
+
+@pytest.mark.parametrize("exc, what, reason", [
+    (RuntimeError("source down"), "", "RuntimeError"),  # the type only: the message may hold patient text
+    (None, "no eGFR on record", "no eGFR on record"),
+    (None, "", "unknown reason"),
+], ids=["exception", "stated-reason", "no-reason"])
+def test_an_unavailable_check_is_critical_and_says_why_and_what_to_do(exc, what, reason):
+    finding = unavailable("orders", exc, what)
+    assert (finding.kind, finding.severity, finding.summary) == ("safety_check_unavailable", "critical",
+                                                                 "Safety check unavailable: orders")
+    assert finding.detail == (f"The orders check could not run ({reason}); its result is unknown, not negative. "
+                              "Treat this answer or order as unchecked.")
+    assert finding.evidence == ["guardrail:orders"]
+    assert finding.suggested_action == "Verify allergies, interactions and contraindications manually before acting."
