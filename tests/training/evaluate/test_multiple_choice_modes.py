@@ -127,25 +127,25 @@ LETTERED = MultipleChoiceItem(id="p1", question="Which drug is a statin?", choic
 LABELLED = MultipleChoiceItem(id="p2", question="Does aspirin prevent stroke?", choices=("yes", "no", "maybe"),
                               choice_texts=("yes", "no", "maybe"), gold=0)
 PROMPTS = [
-    ("letter-lists-the-options", loglik_context(LETTERED),
+    ("letter-lists-the-options", lambda: loglik_context(LETTERED),
      "Abstract: Statins lower LDL.\nQuestion: Which drug is a statin?\nA. aspirin\nB. atorvastatin\nC. warfarin\nAnswer:"),
-    ("letter-lists-given-texts", loglik_context(LETTERED, ("warfarin", "aspirin", "atorvastatin")),
+    ("letter-lists-given-texts", lambda: loglik_context(LETTERED, ("warfarin", "aspirin", "atorvastatin")),
      "Abstract: Statins lower LDL.\nQuestion: Which drug is a statin?\nA. warfarin\nB. aspirin\nC. atorvastatin\nAnswer:"),
-    ("cloze-hides-the-options", cloze_context(LETTERED),
+    ("cloze-hides-the-options", lambda: cloze_context(LETTERED),
      "Abstract: Statins lower LDL.\nQuestion: Which drug is a statin?\nAnswer:"),
-    ("labels-are-not-listed", loglik_context(LABELLED), "Question: Does aspirin prevent stroke?\nAnswer:"),
-    ("labels-cloze", cloze_context(LABELLED), "Question: Does aspirin prevent stroke?\nAnswer:"),
-    ("generate-asks-for-a-letter", generation_messages(LETTERED), [{"role": "user", "content":
+    ("labels-are-not-listed", lambda: loglik_context(LABELLED), "Question: Does aspirin prevent stroke?\nAnswer:"),
+    ("labels-cloze", lambda: cloze_context(LABELLED), "Question: Does aspirin prevent stroke?\nAnswer:"),
+    ("generate-asks-for-a-letter", lambda: generation_messages(LETTERED), [{"role": "user", "content":
      "Abstract: Statins lower LDL.\nQuestion: Which drug is a statin?\nA. aspirin\nB. atorvastatin\nC. warfarin\n\n"
      "Answer with the letter of the correct option (A, B or C) only."}]),
-    ("generate-asks-for-a-word", generation_messages(LABELLED), [{"role": "user", "content":
+    ("generate-asks-for-a-word", lambda: generation_messages(LABELLED), [{"role": "user", "content":
      "Question: Does aspirin prevent stroke?\n\nAnswer with one word: yes, no or maybe."}]),
 ]
 
 
-@pytest.mark.parametrize("built, expected", [p[1:] for p in PROMPTS], ids=[p[0] for p in PROMPTS])
-def test_prompts_follow_the_harness_formats(built, expected):
-    assert built == expected
+@pytest.mark.parametrize("build, expected", [p[1:] for p in PROMPTS], ids=[p[0] for p in PROMPTS])
+def test_each_mode_shows_the_model_the_harness_prompt(build, expected):
+    assert build() == expected  # built in the test, not at import, so that a check of the builders sees them
 
 
 # --- circular evaluation ----------------------------------------------------------------------------
@@ -223,17 +223,28 @@ def test_unread_generations_are_counted_apart():
     assert metrics["unparseable_rate"] == 0.5 and metrics["acc_generate"] == 0.5
 
 
-def test_ties_are_broken_by_the_item_ids_seed_so_any_tool_can_reproduce_them():
-    _, preds = score_multiple_choice(Indifferent(), ITEMS, ("loglik",))
+class PerCharacter(LetterHabit):
+    """Summed log-likelihood -1 per character: per character, every option ties."""
+
+    def loglikelihood(self, requests):
+        return [-float(len(cont.strip())) for _, cont in requests]
+
+
+@pytest.mark.parametrize("model, mode, field", [(Indifferent, "loglik", "loglik"), (Indifferent, "cloze", "cloze"),
+                                               (PerCharacter, "cloze", "cloze_norm")], ids=["loglik", "cloze", "cloze_norm"])
+def test_ties_are_broken_by_the_item_ids_seed_so_any_tool_can_reproduce_them(model, mode, field):
+    _, preds = score_multiple_choice(model(), ITEMS, (mode,))
     for item, pred in zip(ITEMS, preds):
-        seed = int.from_bytes(hashlib.sha256(f"{item.id}/loglik".encode()).digest()[:8], "big")
-        assert pred.loglik == item.choices[random.Random(seed).choice(range(4))]
+        seed = int.from_bytes(hashlib.sha256(f"{item.id}/{field}".encode()).digest()[:8], "big")
+        assert getattr(pred, field) == item.choices[random.Random(seed).choice(range(4))]
 
 
 def test_a_clear_winner_is_not_a_tie():
     metrics, _ = score_multiple_choice(LetterHabit(), ITEMS, ("loglik", "cloze", "circular"))
     assert {m: e["ties"] for m, e in metrics["modes"].items()} == {"loglik": 0, "cloze": 12, "cloze_norm": 0,
                                                                     "circular": 0}
+    indifferent, _ = score_multiple_choice(Indifferent(), ITEMS, ("circular",))
+    assert indifferent["modes"]["circular"]["ties"] == 4 * len(ITEMS)  # every rotation of every item
 
 
 # --- per-item scores and subjects -----------------------------------------------------------------------
@@ -252,5 +263,6 @@ def test_accuracy_by_subject():
     preds = [Prediction("a", "cardio", "A", loglik="A", generated="B"), Prediction("b", "cardio", "B", loglik="A"),
              Prediction("c", "", "C", loglik="C", generated="C")]
     metrics = summarize(preds, ("loglik", "generate"))
+    assert metrics["n"] == 3
     assert metrics["by_subject"] == {"all": {"n": 1, "acc_loglik": 1.0, "acc_generate": 1.0},
                                      "cardio": {"n": 2, "acc_loglik": 0.5, "acc_generate": 0.0}}

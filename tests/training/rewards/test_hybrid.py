@@ -6,8 +6,8 @@ import pytest
 
 from training.evaluate.runner import SAMPLES
 from training.records import Capability, load_records
-from training.rewards.hybrid import (COMPONENTS, RULE_SCORERS, ROUTING, record_column, reward_functions,
-                                     rule_reward)
+from training.rewards.hybrid import (COMPONENTS, RULE_SCORERS, ROUTING, completion_text, record_column,
+                                     reward_functions, rule_reward)
 
 RECORDS = {r.id: r for r in load_records(SAMPLES / "capabilities_fixture.jsonl")}
 
@@ -91,3 +91,11 @@ def test_a_specified_component_is_left_out_where_the_capability_does_not_route_i
     got = {name: scorer(record.reference, record) for name, scorer in RULE_SCORERS.items()}
     assert {k for k, v in got.items() if v is not None} == scored
     assert all(got[k] == 1.0 for k in scored)
+
+
+
+def test_a_conversational_completion_is_its_assistant_turns():
+    turns = [{"role": "user", "content": "Which statin?"}, {"role": "assistant", "content": "Answer: "},
+             {"content": "B"}, {"role": "assistant"}]  # no role: an assistant turn; no content: nothing
+    assert completion_text(turns) == "Answer: B"
+    assert completion_text("Answer: B") == "Answer: B"
