@@ -7,7 +7,7 @@ import pytest
 from clinical.fhir import Allergy, Condition, Medication, PatientContext
 from clinical.guardrails import add_listeners, check_input, check_orders, check_output
 from clinical.guardrails import patient_checks
-from clinical.guardrails.models import _error_listeners, _finding_listeners
+from clinical.guardrails.models import _error_listeners, _finding_listeners, unavailable
 
 PATIENT = PatientContext(
     age_years=60, sex="female", pregnant=True,
@@ -154,3 +154,43 @@ def test_labelled_set_precision_and_recall_per_finding_kind(labelled_result, kin
     assert row["tp"] + row["fn"] >= 4, f"{kind}: too few labelled cases for a per-kind floor"
     assert row["recall"] >= PER_KIND_FLOOR, f"{kind} missed: {missed}"
     assert row["precision"] is not None and row["precision"] >= PER_KIND_FLOOR, f"{kind} false alarms: {false_alarms}"
+
+
+@pytest.mark.parametrize("exc, what, reason", [
+    (RuntimeError("source down"), "", "RuntimeError"),  # the type only: the message may hold patient text
+    (None, "no eGFR on record", "no eGFR on record"),
+    (None, "", "unknown reason"),
+], ids=["exception", "stated-reason", "no-reason"])
+def test_an_unavailable_check_is_critical_and_says_why_and_what_to_do(exc, what, reason):
+    finding = unavailable("orders", exc, what)
+    assert (finding.kind, finding.severity, finding.summary) == ("safety_check_unavailable", "critical",
+                                                                 "Safety check unavailable: orders")
+    assert finding.detail == (f"The orders check could not run ({reason}); its result is unknown, not negative. "
+                              "Treat this answer or order as unchecked.")
+    assert finding.evidence == ["guardrail:orders"]
+    assert finding.suggested_action == "Verify allergies, interactions and contraindications manually before acting."
+
+
+
+@pytest.mark.parametrize("question", ["", "   ", None], ids=["empty", "blank", "not-text"])
+def test_an_empty_question_asks_for_one_without_calling_the_model(question):
+    check = check_input(question, None)
+    assert check.escalation == "Please type a clinical question." and check.redacted_question == ""
+    [finding] = check.findings
+    assert (finding.kind, finding.severity, finding.summary) == ("out_of_scope", "info", "Empty question")
+    assert (finding.detail, finding.suggested_action) == ("No question text was given.", "Type a question.")
+
+
+@pytest.mark.parametrize("criticality", ["high", "low", None])
+def test_an_allergy_to_the_ordered_drug_itself_is_critical_whatever_its_recorded_criticality(criticality):
+    patient = PatientContext(allergies=[Allergy(substance="Naproxen", drugs=["naproxen"], criticality=criticality)])
+    [finding] = [f for f in check_orders([_order("Naproxen 500 MG")], patient) if f.kind == "allergy"]
+    assert finding.severity == "critical" and finding.evidence[0] == "FHIR:AllergyIntolerance:naproxen"
+
+
+def test_a_structured_dose_without_a_frequency_is_once_per_period():
+    dosage = [{"timing": {"repeat": {"period": 1, "periodUnit": "d"}},
+               "doseAndRate": [{"doseQuantity": {"value": 4000, "code": "mg"}}]}]
+    assert kinds(check_orders([_order("Ibuprofen", dosageInstruction=dosage)], None)) == ["dose"]  # 4000 > 3200 mg/day
+    dosage[0]["doseAndRate"][0]["doseQuantity"]["value"] = 800
+    assert kinds(check_orders([_order("Ibuprofen", dosageInstruction=dosage)], None)) == []

@@ -126,3 +126,10 @@ def test_penicillin_allergy_cross_reactivity(substance, criticality, drug, sever
     who = PatientContext(allergies=[Allergy(substance=substance, drugs=resolve_drugs(substance), criticality=criticality)])
     found = allergy_findings(drug, who, "the order is for")
     assert [f.severity for f in found] == ([severity] if severity else [])
+
+
+
+def test_an_unknown_pregnancy_status_names_the_drug_and_what_is_missing():
+    finding = pregnancy_rule("isotretinoin", patient(25, "female"))
+    assert finding.summary == "Not checked: pregnancy for isotretinoin (no pregnancy status on record)"
+    assert finding.detail.startswith("isotretinoin is a teratogen (")

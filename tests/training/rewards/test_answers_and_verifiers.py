@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from training.records import AnswerSpec, ForbiddenDrug, ReasoningSpec, SafetySpec
+from training.rewards import VerifierResult
 from training.rewards.answers import extract_choice, final_answer_text, normalize
 from training.rewards.verifiers import verify_answer, verify_reasoning, verify_safety
 
@@ -68,16 +69,22 @@ CHAIN = ReasoningSpec(chain=["arachnodactyly", "ectopia lentis", "Marfan syndrom
                       synonyms={"ectopia lentis": ["lens dislocation"]})
 MARFAN = AnswerSpec(kind="entity", value="Marfan syndrome")
 REASONING_CASES = [
-    ("full-chain-in-order", "Arachnodactyly and lens dislocation suggest Marfan syndrome.\nAnswer: Marfan syndrome", 1.0),
-    ("missing-step", "Arachnodactyly suggests Marfan syndrome.\nAnswer: Marfan syndrome", 1 / 3),
-    ("out-of-order-keeps-ordered-prefix", "Ectopia lentis, then arachnodactyly: Marfan.\nAnswer: Marfan syndrome", 1 / 3),
-    ("right-chain-wrong-answer", "Arachnodactyly, ectopia lentis, Marfan syndrome? No.\nAnswer: homocystinuria", 0.0),
+    ("full-chain-in-order", "Arachnodactyly and lens dislocation suggest Marfan syndrome.\nAnswer: Marfan syndrome", 1.0,
+     "all 3 chain steps named in order"),
+    ("missing-step", "Arachnodactyly suggests Marfan syndrome.\nAnswer: Marfan syndrome", 1 / 3,
+     "1/3 chain steps; 'ectopia lentis' not named"),
+    ("out-of-order-keeps-ordered-prefix", "Ectopia lentis, then arachnodactyly: Marfan.\nAnswer: Marfan syndrome", 1 / 3,
+     "1/3 chain steps; 'ectopia lentis' named out of order"),
+    ("right-chain-wrong-answer", "Arachnodactyly, ectopia lentis, Marfan syndrome? No.\nAnswer: homocystinuria", 0.0,
+     "final answer wrong: "),
 ]
 
 
-@pytest.mark.parametrize("text, score", [c[1:] for c in REASONING_CASES], ids=[c[0] for c in REASONING_CASES])
-def test_verify_reasoning(text, score):
-    assert verify_reasoning(text, CHAIN, MARFAN).score == pytest.approx(score)
+@pytest.mark.parametrize("text, score, reason", [c[1:] for c in REASONING_CASES], ids=[c[0] for c in REASONING_CASES])
+def test_verify_reasoning(text, score, reason):
+    result = verify_reasoning(text, CHAIN, MARFAN)
+    assert result.score == pytest.approx(score)
+    assert result.reason.startswith(reason), result.reason
 
 
 SAFETY = SafetySpec(forbidden=[ForbiddenDrug(drug="clarithromycin", names=["Biaxin"], reason="interaction",
@@ -95,3 +102,20 @@ SAFETY_CASES = [
 def test_verify_safety(text, score):
     result = verify_safety(text, SAFETY)
     assert result.score == score, result.reason
+
+
+OPTION = AnswerSpec(kind="option", value="B", options={"A": "simvastatin", "B": "atorvastatin", "C": "rosuvastatin"})
+MANY_NAMES = AnswerSpec(kind="entity", value="paracetamol", accepted=["acetaminophen", "APAP", "Tylenol", "Panadol"])
+ANSWER_REASONS = [
+    ("right-option", "Answer: B", OPTION, 1.0, "picked B, the correct option"),
+    ("wrong-option", "Answer: A", OPTION, 0.0, "picked A, expected B"),
+    ("no-option", "I am not sure.", OPTION, 0.0, "no single option among ['A', 'B', 'C'] could be read from the answer"),
+    ("entity-named", "Answer: Tylenol 1 g", MANY_NAMES, 1.0, "the answer names 'Tylenol'"),
+    ("entity-missing-lists-four-names", "Answer: ibuprofen", MANY_NAMES, 0.0,
+     "the answer 'ibuprofen' names none of ['paracetamol', 'acetaminophen', 'APAP', 'Tylenol']"),
+]
+
+
+@pytest.mark.parametrize("text, spec, score, reason", [c[1:] for c in ANSWER_REASONS], ids=[c[0] for c in ANSWER_REASONS])
+def test_verify_answer_says_what_it_read(text, spec, score, reason):
+    assert verify_answer(text, spec) == VerifierResult(score, reason)

@@ -10,7 +10,8 @@ import pytest
 from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
 
 from training.records import ConstraintSpec
-from training.rewards.constraints import CONSTRAINTS, check_constraint, check_constraints, validate_constraint_spec
+from training.rewards.constraints import (CONSTRAINTS, _ifeval_entry, check_constraint, check_constraints,
+                                          validate_constraint_spec)
 
 from shared_data import SHARED_DATA
 
@@ -99,6 +100,9 @@ def test_unknown_id_lists_valid_families() -> None:
     message = str(err.value)
     assert message.startswith("unknown constraint 'clinical:soap_section' (did you mean 'clinical:soap_sections'?); valid ids are ")
     assert "clinical:{json_fields,numbered_plan,soap_sections}" in message and "punctuation:{no_comma}" in message
+    families = message.split("valid ids are ", 1)[1].split("; ")  # one "family:{names}" group per family, sorted
+    assert families == sorted(families) and len(families) == len({cid.split(":")[0] for cid in CONSTRAINTS})
+    assert "punctuation:{no_comma}" in families
 
 
 BAD_SPECS = [
@@ -109,6 +113,7 @@ BAD_SPECS = [
     ("plan_missing_min", "clinical:numbered_plan", {"max_items": 3}, r"'clinical:numbered_plan' needs kwarg\(s\) \['min_items'\]"),
     ("plan_max_below_min", "clinical:numbered_plan", {"min_items": 3, "max_items": 2}, r"`max_items` must be an int >= min_items"),
     ("soap_empty_sections", "clinical:soap_sections", {"sections": []}, r"`sections` must be a non-empty list"),
+    ("soap_blank_section_name", "clinical:soap_sections", {"sections": ["Findings", "  "]}, r"`sections` must be a non-empty list"),
     ("ifeval_missing_relation", "length_constraints:number_words", {"num_words": 5}, r"'length_constraints:number_words' needs kwarg\(s\) \['relation'\]"),
     ("ifeval_bad_relation", "length_constraints:number_words", {"num_words": 5, "relation": "more than"}, r"rejects kwargs"),
     ("ifeval_kwarg_for_argless", "punctuation:no_comma", {"num_words": 5}, r"does not take kwarg\(s\) \['num_words'\]; it accepts none"),
@@ -169,7 +174,7 @@ def test_fraction_scoring_names_each_failure() -> None:
 def test_fraction_scoring_all_pass_and_empty() -> None:
     result = check_constraints("Rest and fluids.", [ConstraintSpec(id="punctuation:no_comma")])
     assert (result.score, result.reason) == (1.0, "1/1 constraints satisfied")
-    with pytest.raises(ValueError, match="no constraints to check"):
+    with pytest.raises(ValueError, match="^no constraints to check; an instruction task needs at least one ConstraintSpec$"):
         check_constraints("x", [])
 
 
@@ -185,3 +190,34 @@ def test_numbered_plan_counts_are_positive_integers(kwargs, valid) -> None:
     else:
         with pytest.raises(ValueError, match="must be an int"):
             validate_constraint_spec(spec)
+
+
+IFEVAL_CASES = [c for c in CASES if c.name.startswith("ifeval/")]
+
+
+@pytest.mark.parametrize("case", IFEVAL_CASES, ids=[c.name for c in IFEVAL_CASES])
+def test_an_ifeval_entry_checks_and_validates_its_own_instruction(case: Case) -> None:
+    # The registry's IFEval entries are built once, at import, by `_ifeval_entry`; building one here
+    # checks the builder itself (the mutation check cannot reach code that only runs at import).
+    entry = _ifeval_entry(case.id)
+    checker = INSTRUCTION_DICT[case.id](case.id)
+    assert entry.required == tuple(checker.get_instruction_args_keys()) and entry.optional == ()
+    kwargs = {k: v for k, v in case.kwargs.items() if v is not None}
+    assert entry.validate(kwargs) is None
+    result = entry.check(case.response, kwargs, "")
+    assert result.passed is case.passed and case.reason in result.reason
+    assert result.reason.startswith("followed: " if case.passed else "not followed: ")
+
+
+def test_an_ifeval_entry_rejects_kwargs_its_checker_rejects() -> None:
+    entry = _ifeval_entry("length_constraints:number_words")
+    for use in (lambda kw: entry.validate(kw), lambda kw: entry.check("one two", kw, "")):
+        with pytest.raises(ValueError, match="'length_constraints:number_words': the IFEval checker rejects kwargs"):
+            use({"num_words": 5, "relation": "more than"})
+    with pytest.raises(ValueError, match="break the checker"):
+        _ifeval_entry("keywords:existence").validate({"keywords": ["(unclosed"]})
+
+
+def test_an_empty_response_fails_an_ifeval_instruction_as_empty() -> None:
+    result = _ifeval_entry("punctuation:no_comma").check("", {}, "")
+    assert (result.score, result.reason) == (0.0, "empty response")

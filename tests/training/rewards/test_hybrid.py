@@ -5,16 +5,18 @@ from __future__ import annotations
 import pytest
 
 from training.evaluate.runner import SAMPLES
-from training.records import load_records
-from training.rewards.hybrid import (COMPONENTS, ROUTING, record_column, reward_functions, rule_reward)
+from training.records import Capability, load_records
+from training.rewards.hybrid import (COMPONENTS, RULE_SCORERS, ROUTING, completion_text, record_column,
+                                     reward_functions, rule_reward)
 
 RECORDS = {r.id: r for r in load_records(SAMPLES / "capabilities_fixture.jsonl")}
-COLUMN = dict(zip(RECORDS, record_column(RECORDS.values())))
-FUNCS = {f.__name__: f for f in reward_functions()}
 
 
 def scores(record_id: str, completion: str) -> dict[str, float | None]:
-    return {name: f([completion], record=[COLUMN[record_id]])[0] for name, f in FUNCS.items()}
+    # The reward functions and the record column are built here, in the test, rather than once at
+    # import: a check of the builders (the mutation check among them) then sees what they build now.
+    column = dict(zip(RECORDS, record_column(RECORDS.values())))
+    return {f.__name__: f([completion], record=[column[record_id]])[0] for f in reward_functions()}
 
 
 @pytest.mark.parametrize("record_id", sorted(RECORDS))
@@ -65,3 +67,35 @@ def test_model_component_joins_only_when_a_model_is_given():
 def test_unknown_component_names_the_valid_ones():
     with pytest.raises(ValueError, match="answer, reasoning, constraints, safety"):
         rule_reward("fluency")
+
+
+def test_a_reward_scores_each_completion_against_its_own_record():
+    # A batch mixes capabilities: row i is judged by record i, and a conversational completion by its text.
+    ids = ["fx-knowledge-brand", "fx-reasoning-marfan", "fx-knowledge-brand"]
+    completions = ["Answer: B", "Answer: Marfan syndrome", [{"role": "assistant", "content": "Answer: A"}]]
+    answer = rule_reward("answer")
+    assert answer.__name__ == "answer"
+    assert answer(completions, record=record_column([RECORDS[i] for i in ids])) == [1.0, 1.0, 0.0]
+
+
+
+@pytest.mark.parametrize("capability, scored", [
+    (Capability.KNOWLEDGE, {"answer"}),
+    (Capability.REASONING, {"answer"}),  # the record has no reasoning chain to check
+    (Capability.INSTRUCTION, {"constraints"}),
+    (Capability.INTEGRATION, {"answer", "constraints", "safety"}),
+], ids=["knowledge", "reasoning", "instruction", "integration"])
+def test_a_specified_component_is_left_out_where_the_capability_does_not_route_it(capability, scored):
+    # The integration record specifies answer, constraints and safety; relabelled, only the routed ones score.
+    record = RECORDS["fx-integration-cap"].model_copy(update={"capability": capability})
+    got = {name: scorer(record.reference, record) for name, scorer in RULE_SCORERS.items()}
+    assert {k for k, v in got.items() if v is not None} == scored
+    assert all(got[k] == 1.0 for k in scored)
+
+
+
+def test_a_conversational_completion_is_its_assistant_turns():
+    turns = [{"role": "user", "content": "Which statin?"}, {"role": "assistant", "content": "Answer: "},
+             {"content": "B"}, {"role": "assistant"}]  # no role: an assistant turn; no content: nothing
+    assert completion_text(turns) == "Answer: B"
+    assert completion_text("Answer: B") == "Answer: B"
