@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
@@ -101,8 +102,6 @@ class WallClockBudget(TrainerCallback, ExportableState):
     def _now(self) -> float:
         if self.clock == "wall":
             return time.monotonic()
-        import torch
-
         return time.process_time() / max(1, torch.get_num_threads())
 
     def _tick(self) -> float:

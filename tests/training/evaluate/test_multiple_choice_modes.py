@@ -98,6 +98,13 @@ def test_ties_are_spread_not_given_to_the_first_option():
     assert again["modes"] == metrics["modes"]  # seeded by item id: reproducible
 
 
+def right_letter_shown(context: str) -> str:
+    """The letter under which a letter prompt of ITEMS shows its item's right text."""
+    item = next(i for i in ITEMS if i.question in context)
+    shown = [line[3:] for line in context.splitlines() if line[:3] in ("A. ", "B. ", "C. ", "D. ")]
+    return "ABCD"[shown.index(item.choice_texts[item.gold])]
+
+
 def test_circular_needs_every_rotation_right():
     class RightUnlessFirst(KnowsTheText):
         """Picks the right text's letter, except when the right text is shown first (then says B)."""
@@ -105,9 +112,7 @@ def test_circular_needs_every_rotation_right():
         def loglikelihood(self, requests):
             out = []
             for context, cont in requests:
-                item = next(i for i in ITEMS if i.question in context)
-                shown = [line[3:] for line in context.splitlines() if line[:3] in ("A. ", "B. ", "C. ", "D. ")]
-                right = "ABCD"[shown.index(item.choice_texts[item.gold])]
+                right = right_letter_shown(context)
                 out.append(0.0 if cont == " " + (right if right != "A" else "B") else -5.0)
             return out
     metrics, _ = score_multiple_choice(RightUnlessFirst(), ITEMS, ("loglik", "circular"))
@@ -154,12 +159,7 @@ class KnowsTheLetter(LetterHabit):
     """Picks the letter under which the right text is shown, whatever the order of the options."""
 
     def loglikelihood(self, requests):
-        out = []
-        for context, cont in requests:
-            item = next(i for i in ITEMS if i.question in context)
-            shown = [line[3:] for line in context.splitlines() if line[:3] in ("A. ", "B. ", "C. ", "D. ")]
-            out.append(0.0 if cont == " " + "ABCD"[shown.index(item.choice_texts[item.gold])] else -5.0)
-        return out
+        return [0.0 if cont == " " + right_letter_shown(context) else -5.0 for context, cont in requests]
 
 
 def test_circular_counts_an_item_right_in_every_rotation():
