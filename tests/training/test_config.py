@@ -15,7 +15,7 @@ RESOLVED = [
     ("negated-flag-wins", ["--preset", "paper-0.5b", "--no_lora"], {"lora": False, "gradient_checkpointing": True,
                                                                      "grpo_learning_rate": 2e-5}),
     ("standard-preset-is-early-stopped-and-budgeted", ["--preset", "standard"],
-     {"model": "smollm2-135m", "lora": True, "mkgsg_n": 3000, "sft_eval_steps": 25, "grpo_budget_minutes": 60,
+     {"model": "smollm2-135m", "lora": True, "mkgsg_n": 4000, "mkgsg_test_fraction": 0.3, "sft_eval_steps": 25, "grpo_budget_minutes": 60,
       "eval_per_capability": 250}),
     ("standard-budget-from-the-command-line", ["--preset", "standard", "--grpo_budget_minutes", "90"],
      {"grpo_budget_minutes": 90, "sft_budget_minutes": 45}),
