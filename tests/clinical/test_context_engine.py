@@ -69,6 +69,27 @@ def test_empty_span_is_returned_unqualified():
     assert assert_spans("no aspirin", []) == []
 
 
+def test_a_span_outside_the_text_is_returned_unqualified_not_an_error():
+    assert assert_spans("no aspirin", [(20, 25), (3, 10)]) == [
+        context.Assertion(20, 25), context.Assertion(3, 10, negated=True, cues=("negated:no",))]
+
+
+def test_each_target_gets_its_own_modifiers():
+    text = "Start ibuprofen today. Avoid aspirin."
+    ibuprofen, aspirin = assert_spans(text, spans_of(text, "ibuprofen", "aspirin"))
+    assert not ibuprofen.negated and aspirin.negated and aspirin.cues == ("negated:avoid",)
+
+
+def test_rules_are_built_from_the_tables_with_their_category_direction_and_scope():
+    # Built afresh (the pipeline caches its rules): one medspaCy rule per table row, as written.
+    rules = context.context_rules()
+    assert [(r.literal, r.category, r.direction, r.max_scope) for r in rules[:len(RULES)]] == [
+        (phrase, category, direction, None if direction in ("TERMINATE", "PSEUDO") else context.MAX_SCOPE)
+        for phrase, category, direction in RULES]
+    assert [(r.literal, r.category, r.direction, r.pattern) for r in rules[len(RULES):]] == [
+        (name, "TERMINATE", "TERMINATE", pattern) for name, pattern in CLAUSE_BREAKS]
+
+
 _FRESH_PROCESS = """
 import warnings
 from clinical.guardrails import context

@@ -43,6 +43,13 @@ CASES = [
     ("metformin_no_lab", renal_rule, "metformin", patient(), "safety_check_unavailable", "info"),
     ("metformin_from_creatinine", renal_rule, "metformin", patient(age=80, sex="female", labs=[creatinine(2.5)]),
      "renal", "critical"),
+    # a band is "below" its threshold: an eGFR of exactly 30 is in the milder band
+    ("metformin_egfr_exactly_30", renal_rule, "metformin", patient(labs=[egfr_lab(30)]), "renal", "warning"),
+    # CKD-EPI needs age and sex: creatinine alone cannot say the kidney function
+    ("creatinine_without_sex", renal_rule, "metformin", patient(sex=None, labs=[creatinine(2.5)]),
+     "safety_check_unavailable", "info"),
+    ("creatinine_without_age", renal_rule, "metformin", patient(age=None, labs=[creatinine(2.5)]),
+     "safety_check_unavailable", "info"),
     ("ibuprofen_egfr_50", renal_rule, "ibuprofen", patient(labs=[egfr_lab(50)]), "renal", "warning"),
     ("naproxen_egfr_20", renal_rule, "naproxen", patient(labs=[egfr_lab(20)]), "renal", "critical"),
     ("ibuprofen_egfr_90", renal_rule, "ibuprofen", patient(labs=[egfr_lab(90)]), None, None),
