@@ -25,9 +25,13 @@ SEED = 15  # issue 15
 # target -> (path prefix of its mutated files, mutants drawn (None: all, in a seeded random order), prefix used)
 TARGETS = {
     "training/rewards": ("training/rewards/", 150, 150),
-    "clinical/guardrails": ("clinical/guardrails/", 150, 30),
+    "clinical/guardrails": ("clinical/guardrails/", 150, 150),
     "training/evaluate/multiple_choice.py": ("training/evaluate/multiple_choice.py", None, 100),
 }
+# target -> size of a second sample, drawn after the tests were written against the first one's
+# survivors, from the mutants not in the first: its score is the one not fitted to the tests.
+HELD_OUT = {"clinical/guardrails": 300}
+HELD_OUT_SEED = SEED + 1
 # mutmut 3.8's exit codes (mutmut.stats.status_by_exit_code), folded into the report's four outcomes
 OUTCOME = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests",
            36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", None: "not run"}
@@ -49,15 +53,25 @@ def sample(target: str, names: list[str]) -> list[str]:
     return random.Random(SEED).sample(names, drawn or len(names))[:used]
 
 
+def held_out(target: str, names: list[str]) -> list[str]:
+    if target not in HELD_OUT:
+        return []
+    rest = sorted(set(names) - set(sample(target, names)))
+    return random.Random(HELD_OUT_SEED).sample(rest, HELD_OUT[target])
+
+
 def draw() -> list[str]:
-    return [n for target, codes in mutants_by_target().items() for n in sample(target, list(codes))]
+    return [n for target, codes in mutants_by_target().items()
+            for n in sample(target, list(codes)) + held_out(target, list(codes))]
 
 
 def report() -> str:
     rows = ["| target | mutants | run | killed | timeout | survived | no tests | score (killed+timeout)/run | 95% Wilson |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for target, codes in mutants_by_target().items():
-        drawn = sample(target, list(codes))
+    samples = [(target, codes, sample(target, list(codes))) for target, codes in mutants_by_target().items()]
+    samples += [(f"{target} (held out)", codes, held_out(target, list(codes)))
+                for target, codes in mutants_by_target().items() if target in HELD_OUT]
+    for target, codes, drawn in samples:
         counts = Counter(OUTCOME.get(codes[n], f"other({codes[n]})") for n in drawn)
         run = len(drawn) - counts["not run"]
         caught = counts["killed"] + counts["timeout"]
@@ -76,7 +90,7 @@ def report() -> str:
 def not_killed() -> list[str]:
     out = []
     for target, codes in mutants_by_target().items():
-        for n in sample(target, list(codes)):
+        for n in sample(target, list(codes)) + held_out(target, list(codes)):
             if OUTCOME.get(codes[n]) in ("survived", "no tests", "not run"):
                 out.append(f"{OUTCOME.get(codes[n])}\t{n}")
     return out

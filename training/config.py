@@ -65,8 +65,8 @@ class RunConfig:
     sft_steps: int = field(default=10, metadata={"help": "SFT optimizer steps (0 skips SFT)."})
     sft_batch_size: int = field(default=4, metadata={"help": "SFT sequences per step."})
     micro_batch_size: int = field(default=1, metadata={
-        "help": "Sequences (SFT) or pairs (reward model) per forward/backward pass; a step's batch is reached by "
-                "gradient accumulation. Memory grows with it: for the 135M model without gradient checkpointing one "
+        "help": "Sequences (SFT), pairs (reward model) or completions (capability-aware GRPO, within one "
+                "capability) per forward/backward pass; a step's batch is reached by gradient accumulation. Memory grows with it: for the 135M model without gradient checkpointing one "
                 "384-token sequence holds about 1.5 GB of activations, so 4 at once took a 6.6 GB SFT process."})
     sft_learning_rate: float = field(default=2e-4, metadata={"help": "SFT learning rate."})
     sft_eval_steps: int = field(default=0, metadata={

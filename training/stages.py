@@ -143,7 +143,8 @@ def grpo_trainer(config, run: RunDirectory, policy: str, reward_model: str | Non
                   lr_scheduler_type="constant_with_warmup" if config.grpo_budget_minutes else "linear",
                   warmup_steps=min(2, steps) if config.grpo_budget_minutes else 0)
     if capability_aware:
-        args = CapabilityGRPOConfig(**common, weights=config.weights, orthogonality=config.orthogonality)
+        args = CapabilityGRPOConfig(**common, weights=config.weights, orthogonality=config.orthogonality,
+                                    rows_per_backward=config.micro_batch_size)
         cls = CapabilityGRPOTrainer
     else:
         names = [f.__name__ for f in funcs]

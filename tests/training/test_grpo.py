@@ -59,6 +59,28 @@ def test_capability_losses_add_up_to_the_plain_loss(trainer):
     model.zero_grad()
 
 
+@pytest.mark.parametrize("rows_per_backward", [1, 3], ids=["one-row-a-pass", "three-rows-a-pass"])
+def test_a_capabilitys_gradient_is_the_same_in_any_number_of_passes(trainer, rows_per_backward):
+    # The memory cap (a few rows a pass) must not change the step: the gradient the optimizer sees
+    # equals the one taken with each capability's rows in a single pass.
+    model = trainer.model
+    inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    torch.manual_seed(1)
+    inputs["advantages"] = torch.randn_like(inputs["advantages"])
+    params = [p for p in model.parameters() if p.requires_grad]
+    steps = {}
+    for rows in (rows_per_backward, inputs["completion_ids"].shape[0]):
+        trainer.args.rows_per_backward = rows
+        model.zero_grad()
+        loss = trainer._pcgrad_backward(model, inputs)
+        steps[rows] = (_flat_grad(params).clone(), float(loss))
+    trainer.args.rows_per_backward = 1
+    model.zero_grad()
+    (split, split_loss), (whole, whole_loss) = steps.values()
+    assert whole.norm() > 0 and split_loss == pytest.approx(whole_loss, rel=1e-4)
+    assert torch.allclose(split, whole, atol=1e-6, rtol=1e-4)
+
+
 def test_rewards_are_mixed_per_capability_and_weights_logged(trainer):
     trainer.model.train()  # as in training_step: rewards update the running state only in training
     trainer._metrics["train"].clear()
@@ -75,7 +97,8 @@ def test_rewards_are_mixed_per_capability_and_weights_logged(trainer):
     ({"orthogonality": "pcgrad", "loss_type": "grpo"}, "loss_type='dapo'"),
     ({"weights": "learned"}, "'static' or 'dynamic'"),
     ({"orthogonality": "mgda"}, "'none' or 'pcgrad'"),
-], ids=["pcgrad-needs-dapo", "unknown-weights", "unknown-orthogonality"])
+    ({"rows_per_backward": 0}, "at least 1"),
+], ids=["pcgrad-needs-dapo", "unknown-weights", "unknown-orthogonality", "no-rows-a-pass"])
 def test_config_errors_say_how_to_fix(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         CapabilityGRPOConfig(output_dir=str(tmp_path), bf16=False, report_to=[], **kwargs)
