@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from clinical.guardrails import context
 from clinical.guardrails.context import CLAUSE_BREAKS, RULES, assert_spans
 
@@ -83,6 +85,10 @@ def test_each_target_gets_its_own_modifiers():
 def test_rules_are_built_from_the_tables_with_their_category_direction_and_scope():
     # Built afresh (the pipeline caches its rules): one medspaCy rule per table row, as written.
     rules = context.context_rules()
+    import medspacy.context
+
+    # ... with medspaCy's one-sided overlap test replaced by the symmetric one (see _medspacy_context)
+    assert medspacy.context.context_modifier.tuple_overlaps is context._overlaps
     assert [(r.literal, r.category, r.direction, r.max_scope) for r in rules[:len(RULES)]] == [
         (phrase, category, direction, None if direction in ("TERMINATE", "PSEUDO") else context.MAX_SCOPE)
         for phrase, category, direction in RULES]
@@ -104,3 +110,15 @@ def test_loading_medspacy_does_not_silence_warnings_process_wide():
     result = subprocess.run([sys.executable, "-c", _FRESH_PROCESS], cwd=PROJECT_ROOT, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("text, target, flag", [
+    ("His father had a stroke at 60.", "stroke", "family"),
+    ("History of anaphylaxis to penicillin years ago.", "anaphylaxis", "historical"),
+    ("If she develops a rash, stop amoxicillin.", "rash", "hypothetical"),
+    ("She denies chest pain.", "chest pain", "negated"),
+])
+def test_each_modifier_category_sets_its_own_flag(text, target, flag):
+    [a] = assert_spans(text, spans_of(text, target))
+    flags = {"family": a.family, "historical": a.historical, "hypothetical": a.hypothetical, "negated": a.negated}
+    assert [k for k, v in flags.items() if v] == [flag], a.cues

@@ -32,6 +32,8 @@ STRUCTURED = [
      (1800.0, "600 mg x3 per 1 d")),
     ("first_dosage_in_tablets_is_skipped", order(dosage(2, unit="TAB"), dosage(200, frequency=2, periodUnit="d")),
      (400.0, "200 mg x2 per 1 d")),
+    ("unit_instead_of_code", order({"doseAndRate": [{"doseQuantity": {"value": 800, "unit": "mg"}}]}),
+     (800.0, "800 mg x1 per 1 d")),
     ("unknown_period_unit_is_skipped", order(dosage(200, frequency=2, periodUnit="a")), None),
     ("no_dosage", order(), None),
 ]
@@ -71,6 +73,8 @@ ANSWER_DOSES = [
     ("every_n_hours", "Give acetaminophen 1000 mg every 4 hours.", "'1000 mg every 4 hours'", 6000),
     ("every_hour", "Give ibuprofen 200 mg every 1 hour.", "'200 mg every 1 hour'", 4800),
     ("grams", "Give acetaminophen 1 g every 4 hours.", "'1 g every 4 hours'", 6000),
+    # doses a day are whole: every 5 hours is 4 doses, not 4.8
+    ("every_five_hours", "Give ibuprofen 900 mg every 5 hours.", "'900 mg every 5 hours'", 3600),
 ]
 
 
@@ -80,8 +84,9 @@ def test_a_dose_in_the_answer_is_read_and_quoted(answer, phrase, mg):
     assert finding.detail.startswith(f"{phrase} gives {mg:g} mg per day;"), finding.detail
 
 
-def test_every_zero_hours_is_not_a_dose():
-    assert not [f for f in check_output("Give ibuprofen 200 mg every 0 hours.", None) if f.kind == "dose"]
+def test_every_zero_hours_is_not_a_dose_and_not_an_error():
+    kinds = {f.kind for f in check_output("Give ibuprofen 200 mg every 0 hours.", None)}
+    assert not kinds & {"dose", "safety_check_unavailable"}
 
 
 def test_an_agreeing_answer_keeps_its_own_findings_beside_the_contradiction():

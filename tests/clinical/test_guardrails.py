@@ -217,6 +217,7 @@ def test_a_drug_check_that_fails_on_the_question_is_named_and_critical(monkeypat
     check = check_input("Can I add clarithromycin?", PATIENT)
     assert [(f.kind, f.severity, f.evidence) for f in check.findings] == [
         ("safety_check_unavailable", "critical", ["guardrail:input:drugs"])]
+    assert "(RuntimeError)" in check.findings[0].detail
 
 
 LOW_EGFR = PatientContext(age_years=70, sex="male", medications=[Medication(text="Simvastatin 40 MG", drugs=["simvastatin"])],
@@ -250,3 +251,22 @@ def test_a_broken_listener_is_logged_and_the_answer_still_comes(caplog):
     assert finding.kind == "safety_check_unavailable" and kinds(findings) == ["interaction"]
     messages = {r.getMessage() for r in caplog.records}
     assert {"guardrail error listener failed", "guardrail finding listener failed"} <= messages
+
+
+@pytest.mark.parametrize("check", ["_emergency", "_injection", "_off_topic", "_phi"])
+def test_an_input_check_that_fails_is_named_and_the_question_is_not_answered(monkeypatch, check):
+    def broken(question):
+        raise RuntimeError("pattern table missing")
+
+    monkeypatch.setattr(f"clinical.guardrails.input_checks.{check}", broken)
+    result = check_input("What is the usual dose of acetaminophen?", None)
+    name = {"_emergency": "emergency", "_injection": "prompt_injection", "_off_topic": "out_of_scope",
+            "_phi": "phi_in_text"}[check]
+    assert [(f.kind, f.evidence) for f in result.findings] == [("safety_check_unavailable", [f"guardrail:input:{name}"])]
+    assert "(RuntimeError)" in result.findings[0].detail
+    assert result.escalation == "The safety checks could not run, so this question was not answered. Try again later."
+
+
+def test_an_unavailable_check_without_a_reason_says_so():
+    assert "could not run (unknown reason)" in unavailable("orders").detail
+    assert "could not run (RuntimeError)" in unavailable("orders", RuntimeError("x")).detail

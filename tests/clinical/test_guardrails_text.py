@@ -103,3 +103,63 @@ def test_name_in_question_is_reported():
     check = check_input("What is the first-line drug for John Smith?", None)
     assert any(f.kind == "phi_in_text" and "NAME" in f.summary for f in check.findings)
     assert check.escalation is None
+
+
+@pytest.mark.parametrize("a,b,near", [
+    ("seizure", "seizure", True),
+    ("seizure", "seizurx", True),     # one substitution
+    ("seizure", "siezure", True),     # one transposition of neighbours
+    ("seizure", "seizur", True),      # one deletion
+    ("seizur", "seizure", True),      # one insertion
+    ("seizure", "xeizurx", False),    # two substitutions, not neighbours
+    ("seizure", "seizuxy", False),    # two neighbouring substitutions that are not a swap
+    ("seizure", "seizrux", False),    # a swap of neighbours plus a change
+    ("abcd", "abdx", False),          # neighbours differ, only one side of the swap matches
+    ("seizure", "seiz", False),       # three deletions
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_within_one_edit(a, b, near):
+    from clinical.guardrails.emergency import _within_one_edit
+
+    assert _within_one_edit(a, b) is near
+
+
+@pytest.mark.parametrize("text, corrected", [
+    ("seizre won't stop", "seizure won't stop"),  # six letters: one edit is enough
+    ("pian in the chest", "pain in the chest"),   # four letters: only a transposition
+    ("rain in the chest", "rain in the chest"),   # four letters, one substitution: left alone
+], ids=["six-letters-one-edit", "short-transposition", "short-substitution-left-alone"])
+def test_misspelled_red_flag_words_are_corrected_and_short_words_only_by_transposition(text, corrected):
+    from clinical.guardrails.emergency import normalise
+
+    assert normalise(text) == corrected
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("If she ever gets crushing chest pain, should she take aspirin?",
+     "red flags only in context: chest pain with features of acute coronary syndrome or dissection (hypothetical:if)"),
+    ("My father had crushing chest pain yesterday",
+     "red flags only in context: chest pain with features of acute coronary syndrome or dissection (family:father)"),
+    ("What is the antidote for acetaminophen overdose?", "knowledge question naming overdose or poisoning"),
+], ids=["hypothetical", "family", "knowledge-question"])
+def test_a_red_flag_that_is_not_an_emergency_says_why(text, reason):
+    result = detect_emergency(text)
+    assert (result.emergency, result.reason) == (False, reason)
+
+
+def test_drug_mentions_carry_their_offsets():
+    text = "Start ibuprofen and avoid aspirin."
+    assert [(m.drug, m.start, m.end, text[m.start:m.end]) for m in drug_mentions(text)] == [
+        ("ibuprofen", 6, 15, "ibuprofen"), ("aspirin", 26, 33, "aspirin")]
+
+
+def test_a_proposed_drug_the_patient_is_allergic_to_says_the_question_proposes_it():
+    from clinical.fhir import Allergy
+
+    patient = PatientContext(allergies=[Allergy(substance="Naproxen", drugs=["naproxen"], criticality="high")])
+    [finding] = [f for f in check_input("Can I give naproxen for her knee?", patient).findings if f.kind == "allergy"]
+    assert finding.summary == "Allergy: patient is allergic to naproxen; the question proposes naproxen"
+
+
+def test_two_drugs_over_their_maximum_give_two_dose_cards():
+    findings = check_output("Give ibuprofen 1200 mg four times a day and acetaminophen 1000 mg every 4 hours.", None)
+    assert sorted(f.summary.split(":")[1].split()[0] for f in findings if f.kind == "dose") == ["acetaminophen", "ibuprofen"]

@@ -102,6 +102,9 @@ def test_every_firing_rule_cites_its_source():
 @pytest.mark.parametrize("mg_dl,age,sex,expected", [
     # Worked by hand from the published CKD-EPI 2021 coefficients (kappa, alpha, 142, 0.9938, 1.012)
     (1.0, 50, "male", 92), (1.0, 50, "female", 69), (2.0, 70, "male", 35), (0.7, 30, "female", 119),
+    # below kappa the alpha exponent applies: 142 x (0.5/0.7)^-0.241 x 0.9938^50 x 1.012 = 114.2,
+    # 142 x (0.6/0.9)^-0.302 x 0.9938^50 = 117.6
+    (0.5, 50, "female", 114), (0.6, 50, "male", 118),
 ])
 def test_ckd_epi_2021(mg_dl, age, sex, expected):
     assert round(ckd_epi_2021(mg_dl, age, sex)) == expected
@@ -140,3 +143,43 @@ def test_an_unknown_pregnancy_status_names_the_drug_and_what_is_missing():
     finding = pregnancy_rule("isotretinoin", patient(25, "female"))
     assert finding.summary == "Not checked: pregnancy for isotretinoin (no pregnancy status on record)"
     assert finding.detail.startswith("isotretinoin is a teratogen (")
+
+
+# (id, drug, conditions, expected contraindication summaries)
+CONDITION_RULES = [
+    ("matched_by_code", "propranolol", [Condition(display="Reactive airway disease", system="http://snomed.info/sct",
+                                                  code="195967001")],
+     ["Contraindication: propranolol with Reactive airway disease"]),
+    ("matched_by_words", "propranolol", [Condition(display="Childhood asthma")],
+     ["Contraindication: propranolol with Childhood asthma"]),
+    ("unrelated_condition", "propranolol", [Condition(display="Hypertension", system="http://snomed.info/sct",
+                                                      code="38341003")], []),
+    ("no_conditions", "propranolol", [], []),
+    ("drug_without_a_rule", "amlodipine", [Condition(display="Asthma")], []),
+]
+
+
+@pytest.mark.parametrize("drug,conditions,expected", [c[1:] for c in CONDITION_RULES], ids=[c[0] for c in CONDITION_RULES])
+def test_condition_contraindications(drug, conditions, expected):
+    from clinical.guardrails.patient_checks import contraindication_findings
+
+    assert [f.summary for f in contraindication_findings(drug, PatientContext(conditions=conditions))] == expected
+
+
+def test_a_teratogen_in_a_recorded_pregnancy_is_a_contraindication_card_and_an_unknown_status_is_not():
+    from clinical.guardrails.patient_checks import contraindication_findings
+
+    pregnant = contraindication_findings("warfarin", patient(30, "female", pregnant=True))
+    assert [(f.kind, f.severity) for f in pregnant] == [("contraindication", "critical")]
+    assert contraindication_findings("warfarin", patient(30, "female")) == []  # the patient rules say "not checked"
+
+
+def test_the_age_limit_is_below_it_not_at_it():
+    assert age_rule("aspirin", patient(16)) is None
+    assert age_rule("aspirin", patient(15)).kind == "paediatric"
+
+
+def test_creatinine_in_umol_is_converted_before_ckd_epi():
+    in_umol = Lab(code="14682-9", display="Creatinine", value=221.0, unit="umol/L")
+    value, _ = egfr(patient(age=80, sex="female", labs=[in_umol]))
+    assert round(value) == round(ckd_epi_2021(221.0 / 88.42, 80, "female")) == 19
