@@ -107,6 +107,10 @@ class RunConfig:
     eval_base: bool = field(default=False, metadata={
         "help": "Also evaluate the base model on the same items and write the paired comparison (alignment.json: "
                 "aligned - base with 95% intervals and p-values, as `python -m training.alignment` does)."})
+    base_eval_from: str | None = field(default=None, metadata={
+        "help": "With --eval_base: take the base model's evaluation from this saved folder (a run's base_eval "
+                "folder plus its config as run_config.json) instead of scoring the base again; refused unless it "
+                "was made with this run's evaluation settings on this run's test items."})
     eval_fixed_ids: str = field(default="medmcqa=docs/baseline/medmcqa_ids.txt", metadata={
         "help": "Saved item subsets as name=path (comma-separated, paths relative to the project): a benchmark with "
                 "one is drawn from those ids whenever its full file is present, so every run and the baseline score "

@@ -8,6 +8,7 @@ are what `<stage>/DONE.json` records. Where each file lives is `training/layout.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from collections import defaultdict
@@ -225,6 +226,45 @@ def stage_export(config, run: RunDirectory, progress: Progress | None = None, *,
     return {"onnx": str(result.out_dir), "serve": str(result.serve_dir)}
 
 
+# The settings a base evaluation depends on: the same values mean the same items, prompts and budget.
+EVAL_SETTINGS = ("model", "seed", "mkgsg_n", "mkgsg_test_fraction", "eval_per_capability", "eval_max_new_tokens",
+                 "eval_benchmarks", "eval_fixed_ids")
+SAVED_RUN_CONFIG = "run_config.json"  # the config of the run that made a saved evaluation
+
+
+class SavedEvaluationMismatch(ValueError):
+    pass
+
+
+def stage_adopt_evaluation(config, run: RunDirectory, progress: Progress | None = None, *, source: str, data: str,
+                           stage: str = "base_eval") -> dict:
+    """A saved evaluation of the base model taken as this run's `stage`, instead of scoring the base again.
+
+    The base model's scores depend on the items and the evaluation settings, not on the training, so a
+    saved copy (for the standard preset, `docs/baseline/standard/`) serves every run that scores the
+    same items the same way. It is adopted only when its run's settings and its capability items are
+    this run's; otherwise the error says what differs."""
+    import shutil
+
+    folder = Path(source)
+    if not (folder / SAVED_RUN_CONFIG).is_file() or not (folder / "report.json").is_file():
+        raise FileNotFoundError(f"--base_eval_from {folder}: expected a saved evaluation there (report.json and "
+                                f"{SAVED_RUN_CONFIG}); drop the flag to evaluate the base model in this run")
+    saved = json.loads((folder / SAVED_RUN_CONFIG).read_text())
+    differing = {k: (saved.get(k), getattr(config, k)) for k in EVAL_SETTINGS if saved.get(k) != getattr(config, k)}
+    if differing:
+        raise SavedEvaluationMismatch(f"--base_eval_from {folder} was made with other settings (saved, this run): "
+                                      f"{differing}; use matching settings or drop --base_eval_from")
+    mine = [r.id for r in balanced(load_records(Path(data) / "test.jsonl"), config.eval_per_capability, config.seed)]
+    theirs = [r.id for r in load_records(folder / run.capability_test(stage).name)]
+    if mine != theirs:
+        raise SavedEvaluationMismatch(f"--base_eval_from {folder} scored other capability items than this run's test "
+                                      f"split ({len(theirs)} saved, {len(mine)} here); drop --base_eval_from")
+    shutil.copytree(folder, run.stage(stage), dirs_exist_ok=True)
+    outputs = json.loads((folder / "DONE.json").read_text()) if (folder / "DONE.json").is_file() else {}
+    return {"scores": outputs.get("scores", {}), "report": str(run.eval_report(stage)), "adopted_from": str(folder)}
+
+
 def _benchmark_file(default_data, name: str) -> Path:
     full = default_data(name)
     return full if full.exists() else default_data(name, sample=True)
@@ -236,4 +276,5 @@ CAPABILITIES_ANEW = "capabilities_trained_anew"  # its name in reports, beside "
 
 # The stages by name: how a child process (`python -m training.stage`) finds the function to run.
 STAGE_FUNCTIONS = {"data": stage_data, "base": stage_base, "sft": stage_sft, "reward_model": stage_reward_model,
-                   "grpo": stage_grpo, "eval": stage_evaluate, "export": stage_export}
+                   "grpo": stage_grpo, "eval": stage_evaluate, "adopt_eval": stage_adopt_evaluation,
+                   "export": stage_export}
