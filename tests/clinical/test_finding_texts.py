@@ -255,3 +255,11 @@ def test_an_interaction_from_one_source_names_it_without_its_citation_year():
     statements = get_knowledge_base().interactions_between("tizanidine", "ciprofloxacin")
     finding = interaction_finding("tizanidine", "ciprofloxacin", statements)
     assert finding.summary == "Serious interaction: ciprofloxacin + tizanidine (ONC high-priority)"
+
+
+def test_an_interaction_among_current_medications_is_not_this_orders_and_does_not_hide_the_new_one():
+    # warfarin + aspirin is a serious pair the patient already takes; the order is fluconazole.
+    from clinical.guardrails.patient_checks import interaction_findings
+
+    findings = interaction_findings(["fluconazole"], ["warfarin", "aspirin"])
+    assert [f.summary for f in findings] == ["Precaution interaction: fluconazole + warfarin (ANSM 2020-10)"]

@@ -163,3 +163,8 @@ def test_a_proposed_drug_the_patient_is_allergic_to_says_the_question_proposes_i
 def test_two_drugs_over_their_maximum_give_two_dose_cards():
     findings = check_output("Give ibuprofen 1200 mg four times a day and acetaminophen 1000 mg every 4 hours.", None)
     assert sorted(f.summary.split(":")[1].split()[0] for f in findings if f.kind == "dose") == ["acetaminophen", "ibuprofen"]
+
+
+def test_a_red_flag_in_context_does_not_hide_a_real_one_after_it():
+    result = detect_emergency("She denies crushing chest pain; he is unresponsive and not breathing")
+    assert result.emergency and result.red_flag == "cardiac arrest or unresponsive patient"
