@@ -8,7 +8,9 @@ many to run in the time at hand is sampled uniformly at random without replaceme
 mutant names with a fixed seed, so that the same sample is drawn again from the same source:
 `random.Random(15).sample(names, drawn)[:used]`. `random.sample` returns its picks in selection order,
 so any prefix of a draw is itself a uniform random sample; a target whose run had to be cut short uses
-a prefix of its first draw. The score of a sample carries its 95% Wilson interval.
+a prefix of its first draw. The score of a sample carries its 95% Wilson interval. A target in HELD_OUT
+also gets a second sample, drawn from the mutants outside the first, to score tests that were written
+against the first sample's survivors on mutants they were not written against.
 """
 
 from __future__ import annotations

@@ -66,8 +66,9 @@ class RunConfig:
     sft_batch_size: int = field(default=4, metadata={"help": "SFT sequences per step."})
     micro_batch_size: int = field(default=1, metadata={
         "help": "Sequences (SFT), pairs (reward model) or completions (capability-aware GRPO, within one "
-                "capability) per forward/backward pass; a step's batch is reached by gradient accumulation. Memory grows with it: for the 135M model without gradient checkpointing one "
-                "384-token sequence holds about 1.5 GB of activations, so 4 at once took a 6.6 GB SFT process."})
+                "capability) per forward/backward pass; a step's batch is reached by gradient accumulation. Memory "
+                "grows with it: for the 135M model without gradient checkpointing one 384-token sequence holds about "
+                "1.5 GB of activations, so 4 at once took a 6.6 GB SFT process."})
     sft_learning_rate: float = field(default=2e-4, metadata={"help": "SFT learning rate."})
     sft_eval_steps: int = field(default=0, metadata={
         "help": "Measure the loss on validation records every N SFT steps and stop once it stops improving "

@@ -241,9 +241,10 @@ def stage_adopt_evaluation(config, run: RunDirectory, progress: Progress | None 
     """A saved evaluation of the base model taken as this run's `stage`, instead of scoring the base again.
 
     The base model's scores depend on the items and the evaluation settings, not on the training, so a
-    saved copy (for the standard preset, `docs/baseline/standard/`) serves every run that scores the
-    same items the same way. It is adopted only when its run's settings and its capability items are
-    this run's; otherwise the error says what differs."""
+    saved copy (a run's `base_eval/` folder with that run's `config.json` as `run_config.json`) serves
+    every run that scores the same items the same way. It is adopted only when its run's settings and
+    its capability items (unseen facts and trained facts asked anew) are this run's; otherwise the
+    error says what differs."""
     import shutil
 
     folder = Path(source)
@@ -255,11 +256,13 @@ def stage_adopt_evaluation(config, run: RunDirectory, progress: Progress | None 
     if differing:
         raise SavedEvaluationMismatch(f"--base_eval_from {folder} was made with other settings (saved, this run): "
                                       f"{differing}; use matching settings or drop --base_eval_from")
-    mine = [r.id for r in balanced(load_records(Path(data) / "test.jsonl"), config.eval_per_capability, config.seed)]
-    theirs = [r.id for r in load_records(folder / run.capability_test(stage).name)]
-    if mine != theirs:
-        raise SavedEvaluationMismatch(f"--base_eval_from {folder} scored other capability items than this run's test "
-                                      f"split ({len(theirs)} saved, {len(mine)} here); drop --base_eval_from")
+    for split, saved_file in (("test.jsonl", run.capability_test(stage).name), (ANEW_FILE, ANEW_FILE)):
+        here = Path(data) / split
+        mine = [r.id for r in balanced(load_records(here), config.eval_per_capability, config.seed)] if here.exists() else []
+        theirs = [r.id for r in load_records(folder / saved_file)] if (folder / saved_file).exists() else []
+        if mine != theirs:
+            raise SavedEvaluationMismatch(f"--base_eval_from {folder} scored other capability items than this run's "
+                                          f"{split} ({len(theirs)} saved, {len(mine)} here); drop --base_eval_from")
     shutil.copytree(folder, run.stage(stage), dirs_exist_ok=True)
     outputs = json.loads((folder / "DONE.json").read_text()) if (folder / "DONE.json").is_file() else {}
     return {"scores": outputs.get("scores", {}), "report": str(run.eval_report(stage)), "adopted_from": str(folder)}
