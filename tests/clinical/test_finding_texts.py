@@ -9,16 +9,26 @@ from __future__ import annotations
 
 import pytest
 
-from clinical.fhir import Allergy, Lab, Medication, PatientContext
+from clinical.fhir import Allergy, Condition, Lab, Medication, PatientContext
+from clinical.guardrails.input_checks import _emergency, _injection, _off_topic, _phi
 from clinical.guardrails.patient_checks import (
     allergy_findings,
+    contraindication_findings,
     dose_findings,
     interaction_finding,
+    interaction_findings,
     unidentified_findings,
     unidentified_medication_findings,
 )
-from clinical.guardrails.patient_rules import age_rule, potassium_rule, pregnancy_rule
-from clinical.guardrails.rules import BETA_LACTAM_SOURCE, TERATOGENS
+from clinical.guardrails.patient_rules import age_rule, potassium_rule, pregnancy_rule, renal_rule
+from clinical.guardrails.rules import (
+    AGE_RULES,
+    BETA_LACTAM_SOURCE,
+    CKD_EPI_2021_SOURCE,
+    POTASSIUM_LIMITS,
+    RENAL_RULES,
+    TERATOGENS,
+)
 from clinical.knowledge import get_knowledge_base
 from clinical.knowledge.ansm import SOURCE as ANSM_SOURCE
 
@@ -142,11 +152,6 @@ def test_a_potassium_above_the_limit_is_named_with_its_value():
 
 
 # ---- every card, word for word ---------------------------------------------------------------
-from clinical.fhir import Condition  # noqa: E402
-from clinical.guardrails.input_checks import _emergency, _injection, _off_topic, _phi  # noqa: E402
-from clinical.guardrails.patient_checks import contraindication_findings  # noqa: E402
-from clinical.guardrails.patient_rules import renal_rule  # noqa: E402
-from clinical.guardrails.rules import AGE_RULES, CKD_EPI_2021_SOURCE, POTASSIUM_LIMITS, RENAL_RULES  # noqa: E402
 
 METFORMIN = RENAL_RULES["metformin"]
 SPIRONOLACTONE_K = POTASSIUM_LIMITS["spironolactone"]
@@ -259,7 +264,5 @@ def test_an_interaction_from_one_source_names_it_without_its_citation_year():
 
 def test_an_interaction_among_current_medications_is_not_this_orders_and_does_not_hide_the_new_one():
     # warfarin + aspirin is a serious pair the patient already takes; the order is fluconazole.
-    from clinical.guardrails.patient_checks import interaction_findings
-
     findings = interaction_findings(["fluconazole"], ["warfarin", "aspirin"])
     assert [f.summary for f in findings] == ["Precaution interaction: fluconazole + warfarin (ANSM 2020-10)"]
