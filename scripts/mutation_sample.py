@@ -70,9 +70,10 @@ def draw() -> list[str]:
 def report() -> str:
     rows = ["| target | mutants | run | killed | timeout | survived | no tests | score (killed+timeout)/run | 95% Wilson |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-    samples = [(target, codes, sample(target, list(codes))) for target, codes in mutants_by_target().items()]
+    by_target = mutants_by_target()  # reads every .meta file: once
+    samples = [(target, codes, sample(target, list(codes))) for target, codes in by_target.items()]
     samples += [(f"{target} (held out)", codes, held_out(target, list(codes)))
-                for target, codes in mutants_by_target().items() if target in HELD_OUT]
+                for target, codes in by_target.items() if target in HELD_OUT]
     for target, codes, drawn in samples:
         counts = Counter(OUTCOME.get(codes[n], f"other({codes[n]})") for n in drawn)
         run = len(drawn) - counts["not run"]

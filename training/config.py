@@ -144,6 +144,8 @@ class RunConfig:
                 raise ValueError(f"--{name} must be 0 (off) or positive, got {getattr(self, name)}")
         if self.sft_eval_steps and self.sft_eval_records < 1:
             raise ValueError("--sft_eval_steps needs validation records: set --sft_eval_records to 1 or more")
+        if self.base_eval_from and not self.eval_base:
+            raise ValueError("--base_eval_from is the base model's side of the paired comparison; add --eval_base")
         if self.grpo_steps < 1:
             raise ValueError("--grpo_steps must be at least 1; to skip alignment evaluate the base model instead")
         self.fixed_ids  # noqa: B018 (parses, so a bad entry fails at start, not after training)

@@ -68,7 +68,7 @@ def run_pipeline(config: RunConfig, run_dir: Path, console=None) -> dict:
             outputs["reward_model"] = stages.run_stage("reward_model", everyone=True, base=policy, data=data)
             reward_model = outputs["reward_model"]["model"]
         final = stages.run_stage("grpo", everyone=True, policy=policy, reward_model=reward_model, data=data)["model"]
-        if config.eval_base and config.base_eval_from:  # scored once, saved, and checked to be these items
+        if config.base_eval_from:  # scored once, saved, and checked to be these items
             outputs["base_eval"] = stages.run_stage("base_eval", "adopt_eval", label="adopt the saved base evaluation",
                                                     source=config.base_eval_from, data=data, stage="base_eval")
         elif config.eval_base:  # the same items, so aligned - base is a paired comparison

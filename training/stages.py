@@ -8,13 +8,12 @@ are what `<stage>/DONE.json` records. Where each file lives is `training/layout.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections import defaultdict
 from pathlib import Path
 
-from training.layout import RunDirectory
+from training.layout import DONE, RunDirectory, read_json
 from training.records import Capability, CapabilityRecord, dump_records, load_records
 from training.reward_model import train_reward_model
 from training.sft import train_sft
@@ -178,6 +177,18 @@ def stage_grpo(config, run: RunDirectory, progress: Progress | None = None, *, p
 
 
 # ---- evaluation ----------------------------------------------------------------------------
+def capability_items(config, run: RunDirectory, data: str, stage: str) -> dict[str, tuple[str, list[CapabilityRecord]]]:
+    """The capability records an evaluation scores, by report name: (file name in the stage's folder,
+    records). Unseen facts (the test split) and, where MKGSG wrote it, trained facts asked anew, each
+    balanced over capabilities with the run's seed. Saved evaluations are checked against this too."""
+    items = {"capabilities": (run.capability_test(stage).name,
+                              balanced(load_records(Path(data) / "test.jsonl"), config.eval_per_capability, config.seed))}
+    anew = Path(data) / ANEW_FILE
+    if anew.exists():
+        items[CAPABILITIES_ANEW] = (ANEW_FILE, balanced(load_records(anew), config.eval_per_capability, config.seed))
+    return items
+
+
 def stage_evaluate(config, run: RunDirectory, progress: Progress | None = None, *, model: str, data: str,
                    stage: str = "eval") -> dict:
     from training.evaluate.lm import load_language_model
@@ -185,15 +196,10 @@ def stage_evaluate(config, run: RunDirectory, progress: Progress | None = None, 
     from training.evaluate.runner import default_data, read_ids, run_benchmark
 
     folder = run.stage(stage)
-    test = balanced(load_records(Path(data) / "test.jsonl"), config.eval_per_capability, config.seed)
-    dump_records(test, run.capability_test(stage))
-    # Capability sets: unseen facts (the test split) and, where MKGSG wrote it, trained facts asked anew.
-    jobs = [("capabilities", run.capability_test(stage), None, None)]
-    anew = Path(data) / ANEW_FILE
-    if anew.exists():
-        asked = balanced(load_records(anew), config.eval_per_capability, config.seed)
-        dump_records(asked, folder / ANEW_FILE)
-        jobs.append((CAPABILITIES_ANEW, folder / ANEW_FILE, None, None))
+    jobs = []
+    for name, (file_name, records) in capability_items(config, run, data, stage).items():
+        dump_records(records, folder / file_name)
+        jobs.append((name, folder / file_name, None, None))
     fixed = config.fixed_ids
     for name, limit in config.benchmark_limits.items():
         path = _benchmark_file(default_data, name)
@@ -248,23 +254,23 @@ def stage_adopt_evaluation(config, run: RunDirectory, progress: Progress | None 
     import shutil
 
     folder = Path(source)
-    if not (folder / SAVED_RUN_CONFIG).is_file() or not (folder / "report.json").is_file():
+    saved = read_json(folder / SAVED_RUN_CONFIG)
+    if saved is None or not (folder / run.eval_report(stage).name).is_file():
         raise FileNotFoundError(f"--base_eval_from {folder}: expected a saved evaluation there (report.json and "
                                 f"{SAVED_RUN_CONFIG}); drop the flag to evaluate the base model in this run")
-    saved = json.loads((folder / SAVED_RUN_CONFIG).read_text())
     differing = {k: (saved.get(k), getattr(config, k)) for k in EVAL_SETTINGS if saved.get(k) != getattr(config, k)}
     if differing:
         raise SavedEvaluationMismatch(f"--base_eval_from {folder} was made with other settings (saved, this run): "
                                       f"{differing}; use matching settings or drop --base_eval_from")
-    for split, saved_file in (("test.jsonl", run.capability_test(stage).name), (ANEW_FILE, ANEW_FILE)):
-        here = Path(data) / split
-        mine = [r.id for r in balanced(load_records(here), config.eval_per_capability, config.seed)] if here.exists() else []
-        theirs = [r.id for r in load_records(folder / saved_file)] if (folder / saved_file).exists() else []
-        if mine != theirs:
+    mine = capability_items(config, run, data, stage)
+    for name in sorted(set(mine) | {CAPABILITIES_ANEW}):  # a saved anew set this run lacks is a mismatch too
+        file_name, records = mine.get(name, (ANEW_FILE, []))
+        theirs = [r.id for r in load_records(folder / file_name)] if (folder / file_name).exists() else []
+        if [r.id for r in records] != theirs:
             raise SavedEvaluationMismatch(f"--base_eval_from {folder} scored other capability items than this run's "
-                                          f"{split} ({len(theirs)} saved, {len(mine)} here); drop --base_eval_from")
+                                          f"{name} set ({len(theirs)} saved, {len(records)} here); drop --base_eval_from")
     shutil.copytree(folder, run.stage(stage), dirs_exist_ok=True)
-    outputs = json.loads((folder / "DONE.json").read_text()) if (folder / "DONE.json").is_file() else {}
+    outputs = read_json(folder / DONE) or {}
     return {"scores": outputs.get("scores", {}), "report": str(run.eval_report(stage)), "adopted_from": str(folder)}
 
 

@@ -253,15 +253,14 @@ def test_a_broken_listener_is_logged_and_the_answer_still_comes(caplog):
     assert {"guardrail error listener failed", "guardrail finding listener failed"} <= messages
 
 
-@pytest.mark.parametrize("check", ["_emergency", "_injection", "_off_topic", "_phi"])
-def test_an_input_check_that_fails_is_named_and_the_question_is_not_answered(monkeypatch, check):
+@pytest.mark.parametrize("check, name", [("_emergency", "emergency"), ("_injection", "prompt_injection"),
+                                         ("_off_topic", "out_of_scope"), ("_phi", "phi_in_text")])
+def test_an_input_check_that_fails_is_named_and_the_question_is_not_answered(monkeypatch, check, name):
     def broken(question):
         raise RuntimeError("pattern table missing")
 
     monkeypatch.setattr(f"clinical.guardrails.input_checks.{check}", broken)
     result = check_input("What is the usual dose of acetaminophen?", None)
-    name = {"_emergency": "emergency", "_injection": "prompt_injection", "_off_topic": "out_of_scope",
-            "_phi": "phi_in_text"}[check]
     assert [(f.kind, f.evidence) for f in result.findings] == [("safety_check_unavailable", [f"guardrail:input:{name}"])]
     assert "(RuntimeError)" in result.findings[0].detail
     assert result.escalation == "The safety checks could not run, so this question was not answered. Try again later."
