@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from training.evaluate.engines import ENGINES
 from training.evaluate.runner import BENCHMARKS
 
 PROJECT = Path(__file__).resolve().parents[1]  # where relative --eval_fixed_ids paths point
@@ -105,6 +106,10 @@ class RunConfig:
     save_steps: int = field(default=2, metadata={"help": "Checkpoint every N steps in each training stage (for --resume)."})
     eval_per_capability: int = field(default=4, metadata={"help": "Held-out synthetic test records per capability."})
     eval_max_new_tokens: int = field(default=128, metadata={"help": "Generation budget in evaluation."})
+    eval_engine: str = field(default="auto", metadata={
+        "help": "What generates in evaluation: auto (the ONNX Runtime engine when an export of the model exists: the "
+                "cached export of the embedded base model, or the run's own export, which then runs before the "
+                "evaluation), torch, or onnx (fail without an export). Log-likelihood always runs on PyTorch."})
     eval_base: bool = field(default=False, metadata={
         "help": "Also evaluate the base model on the same items and write the paired comparison (alignment.json: "
                 "aligned - base with 95% intervals and p-values, as `python -m training.alignment` does)."})
@@ -144,6 +149,8 @@ class RunConfig:
                 raise ValueError(f"--{name} must be 0 (off) or positive, got {getattr(self, name)}")
         if self.sft_eval_steps and self.sft_eval_records < 1:
             raise ValueError("--sft_eval_steps needs validation records: set --sft_eval_records to 1 or more")
+        if self.eval_engine not in ENGINES:
+            raise ValueError(f"--eval_engine {self.eval_engine!r}: use one of {', '.join(ENGINES)}")
         if self.base_eval_from and not self.eval_base:
             raise ValueError("--base_eval_from is the base model's side of the paired comparison; add --eval_base")
         if self.grpo_steps < 1:

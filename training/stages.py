@@ -190,8 +190,10 @@ def capability_items(config, run: RunDirectory, data: str, stage: str) -> dict[s
 
 
 def stage_evaluate(config, run: RunDirectory, progress: Progress | None = None, *, model: str, data: str,
-                   stage: str = "eval") -> dict:
-    from training.evaluate.lm import load_language_model
+                   stage: str = "eval", onnx_dir: str | None = None) -> dict:
+    import torch
+
+    from training.evaluate.engines import load_for_eval
     from training.evaluate.report import EvalReport
     from training.evaluate.runner import default_data, read_ids, run_benchmark
 
@@ -206,8 +208,12 @@ def stage_evaluate(config, run: RunDirectory, progress: Progress | None = None, 
         # A saved subset applies to the full file only (the bundled samples hold other items).
         ids = read_ids(fixed[name]) if name in fixed and path == default_data(name) else None
         jobs.append((name, path, limit, ids))
-    lm = load_language_model(model, progress=False)
-    report = EvalReport(model=model, seed=config.seed, limit=None)
+    # Generation on the ONNX engine when an export exists (`onnx_dir`, else a cached export of `model`):
+    # the same greedy tokens as PyTorch, about 1.6x faster on one thread, and the graph that is served.
+    # Its threads follow torch's (OMP_NUM_THREADS), so a run told to use one core does.
+    lm = load_for_eval(model, engine=config.eval_engine, onnx_dir=onnx_dir, threads=torch.get_num_threads(),
+                       progress=False)
+    report = EvalReport(model=model, seed=config.seed, limit=None, engine=getattr(lm, "engine", "torch"))
     for done, (name, path, limit, ids) in enumerate(jobs):
         if progress is not None:
             progress(done, len(jobs))

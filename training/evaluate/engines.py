@@ -22,8 +22,9 @@ ENGINES = ("auto", "torch", "onnx")
 class SplitLM:
     """Generation (and its chat format) from one engine, log-likelihood from a PyTorch model loaded on first use."""
 
-    def __init__(self, generator, scorer_ref: str, max_batch_tokens: int = 4096):
+    def __init__(self, generator, scorer_ref: str, max_batch_tokens: int = 4096, progress: bool = True):
         self.generator, self.scorer_ref, self.max_batch_tokens = generator, scorer_ref, max_batch_tokens
+        self.progress = progress
         self.name = scorer_ref
         self.engine = f"onnx ({generator.directory}, {generator.provider})"
         self._scorer: LanguageModel | None = None
@@ -36,7 +37,8 @@ class SplitLM:
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[float]:
         if self._scorer is None:
-            self._scorer = load_language_model(self.scorer_ref, max_batch_tokens=self.max_batch_tokens)
+            self._scorer = load_language_model(self.scorer_ref, max_batch_tokens=self.max_batch_tokens,
+                                               progress=self.progress)
         return self._scorer.loglikelihood(requests)
 
 
@@ -59,7 +61,7 @@ def find_export(model: str) -> Path | None:
 
 
 def load_for_eval(model: str, engine: str = "auto", onnx_dir: str | None = None, threads: int | None = None,
-                  max_batch_tokens: int = 4096) -> LanguageModel:
+                  max_batch_tokens: int = 4096, progress: bool = True) -> LanguageModel:
     """The evaluator's model: `auto` generates on the ONNX engine when an export of `model` exists
     (or `onnx_dir` names one), else on PyTorch; `torch` and `onnx` force one."""
     if engine not in ENGINES:
@@ -69,10 +71,10 @@ def load_for_eval(model: str, engine: str = "auto", onnx_dir: str | None = None,
         raise ValueError(f"--engine onnx: no ONNX export of {model!r} found; export it with "
                          "`python -m training.export --run RUN_OR_MODEL --out DIR` and pass --onnx_dir DIR")
     if engine == "torch" or export is None:
-        lm = load_language_model(model, max_batch_tokens=max_batch_tokens)
+        lm = load_language_model(model, max_batch_tokens=max_batch_tokens, progress=progress)
         lm.engine = "torch"
         return lm
     from serving.engine import OnnxEngine
 
     generator = OnnxEngine(export, threads=threads, prefer_gpu=True)
-    return SplitLM(generator, model, max_batch_tokens=max_batch_tokens)
+    return SplitLM(generator, model, max_batch_tokens=max_batch_tokens, progress=progress)
