@@ -314,6 +314,19 @@ def write_card(out: Path, card: dict) -> None:
     (out / CARD_MD).write_text("\n".join(lines) + "\n")
 
 
+def refresh_card_run(out: Path) -> dict | None:
+    """Fill the `run` section of the card in export folder `out` again from its run's files: the run
+    exports before it evaluates (so the evaluation scores the served graph), and the evaluation's scores
+    exist only afterwards. The files and their hashes are unchanged. None when `out` holds no card."""
+    card = read_json(Path(out) / CARD_JSON)
+    if card is None:
+        return None
+    run_dir = card.get("source", {}).get("run_dir")
+    card["run"] = _run_metadata(Path(run_dir) if run_dir else None)
+    write_card(Path(out), card)
+    return card
+
+
 def choose_variant(requested: Sequence[str], report: dict, tolerance: float) -> tuple[str, str]:
     """(variant, why): the fastest requested quantised variant (int4, then int8) whose capability
     scores all stay within `tolerance` of fp32; fp32 when none does."""

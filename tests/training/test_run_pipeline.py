@@ -193,7 +193,9 @@ STANDARD_STAGES = ["--preset", "tiny", "--rm_steps", "0", "--eval_benchmarks", "
                    # Stages in this process: the other path of run_stage (the fixture's run takes the child processes).
                    "--no_stage_processes",
                    # The base model evaluated on the same items, and the paired comparison written.
-                   "--eval_base"]
+                   "--eval_base",
+                   # Exported before the evaluation, which then generates on the exported graph.
+                   "--export"]
 
 
 def test_standard_preset_stages_early_stopping_budget_and_resume(resumed_run, tmp_path):
@@ -225,12 +227,18 @@ def test_standard_preset_stages_early_stopping_budget_and_resume(resumed_run, tm
         (run_dir / "data" / "test_trained_anew.jsonl").exists()
     assert {k.split("/")[0] for k in alignment["benchmarks"]} == {"medmcqa"}
     assert "medmcqa/acc_cloze" in alignment["benchmarks"]
+    # The aligned model's generation ran on its export (the tiny base has none: PyTorch), and the card,
+    # written before the evaluation, carries the evaluation's scores.
+    assert json.loads(run.eval_report("eval").read_text())["engine"].startswith(f"onnx ({run.onnx / 'fp32'}")
+    assert json.loads(run.eval_report("base_eval").read_text())["engine"] == "torch"
+    card = json.loads((run.onnx / "model_card.json").read_text())
+    assert card["run"]["eval"]["scores"] == json.loads(run.done_file("eval").read_text())["scores"] != {}
 
     # Stopped after its checkpoint, as a kill would leave it: --resume continues GRPO from checkpoint-1
     # with the budget already spent there, not a fresh one.
     spent = json.loads((run.stage_dir("grpo") / "checkpoint-1" / "trainer_state.json").read_text())
     spent = spent["stateful_callbacks"]["WallClockBudget"]["attributes"]["spent_s"]
-    for stage in ("grpo", "eval"):
+    for stage in ("grpo", "export", "eval"):
         run.done_file(stage).unlink()
     resumed = subprocess.run([sys.executable, "-m", "training.run", "--resume", str(run.path)], cwd=REPO, env=_env(),
                              capture_output=True, text=True, timeout=600)
