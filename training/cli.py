@@ -2,9 +2,9 @@
 
 HfArgumentParser is where this style comes from, but importing it imports torch (about 290 MB
 resident), and `python -m training.run`'s own process only orchestrates: its stages, each a child
-process, hold the models. Measured by `tests/training/test_cli.py`, that parent's torch counted
-against the run's 4 GB peak (docs/training.md), so the parser here is argparse over the same field
-metadata with HfArgumentParser's conventions: `--name value`, `--flag` / `--flag false` for
+process, hold the models, and the parent's torch counted against the run's 4 GB peak
+(docs/training.md; `tests/training/test_cli.py` checks it stays out). So the parser here is argparse
+over the same field metadata with HfArgumentParser's conventions: `--name value`, `--flag` / `--flag false` for
 booleans, `--no_flag` for a boolean whose default is true, and `--items a b c` for a list.
 """
 

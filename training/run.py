@@ -1,7 +1,8 @@
 """`python -m training.run`: the whole BalancedBio pipeline in one run directory.
 
-MKGSG data -> SFT warm start -> reward model -> capability-aware GRPO -> evaluation (the four
-capability scores on the held-out synthetic test split, plus benchmark subsets) -> ONNX export.
+MKGSG data -> SFT warm start -> reward model -> capability-aware GRPO -> ONNX export -> evaluation
+(the four capability scores on the held-out synthetic test split, plus benchmark subsets; generation
+on the export) -> the export's card completed with the scores.
 With no arguments it aligns the embedded SmolLM2-135M-Instruct on the CPU under the `default`
 budget; `--preset paper-0.5b` trains Qwen2.5-0.5B-Instruct with LoRA; `--resume RUN_DIR`
 continues a killed run; `--ablation` writes the base / SFT / GRPO / capability-aware GRPO table.
