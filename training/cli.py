@@ -3,9 +3,10 @@
 HfArgumentParser is where this style comes from, but importing it imports torch (about 290 MB
 resident), and `python -m training.run`'s own process only orchestrates: its stages, each a child
 process, hold the models, and the parent's torch counted against the run's 4 GB peak
-(docs/training.md; `tests/training/test_cli.py` checks it stays out). So the parser here is argparse
-over the same field metadata with HfArgumentParser's conventions: `--name value`, `--flag` / `--flag false` for
-booleans, `--no_flag` for a boolean whose default is true, and `--items a b c` for a list.
+(docs/training.md; `tests/training/test_cli.py` checks it stays out). So the parser here is
+argparse over the same field metadata with HfArgumentParser's conventions: `--name value`,
+`--flag` / `--flag false` for booleans, `--no_flag` for a boolean whose default is true, and
+`--items a b c` for a list.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class ConfigParser(argparse.ArgumentParser):
         for f in dataclasses.fields(config_class):
             if not f.init:
                 continue
-            (kind, is_list) = _field_type(hints[f.name])
+            kind, is_list = _field_type(hints[f.name])
             options = dict(f.metadata)  # help, and any other argparse option (e.g. choices), as HfArgumentParser
             if is_list:
                 default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default

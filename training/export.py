@@ -318,12 +318,13 @@ def refresh_card_run(out: Path) -> dict | None:
     """Fill the `run` section of the card in export folder `out` again from its run's files: the run
     exports before it evaluates (so the evaluation scores the served graph), and the evaluation's scores
     exist only afterwards. The files and their hashes are unchanged. None when `out` holds no card."""
-    card = read_json(Path(out) / CARD_JSON)
+    out = Path(out)
+    card = read_json(out / CARD_JSON)
     if card is None:
         return None
     run_dir = card.get("source", {}).get("run_dir")
     card["run"] = _run_metadata(Path(run_dir) if run_dir else None)
-    write_card(Path(out), card)
+    write_card(out, card)
     return card
 
 

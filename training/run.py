@@ -81,7 +81,7 @@ def run_pipeline(config: RunConfig, run_dir: Path, console=None) -> dict:
         onnx = {}
         if config.export:
             outputs["export"] = stages.run_stage("export", model=final)
-            onnx = {"onnx_dir": outputs["export"]["onnx"]} if config.eval_engine != "torch" else {}
+            onnx = {"onnx_dir": outputs["export"]["onnx"]}  # unused under --eval_engine torch
         outputs["eval"] = stages.run_stage("eval", model=final, data=data, **onnx)
         if config.export and is_main_process():
             refresh_card_run(run.onnx)

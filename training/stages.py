@@ -213,7 +213,7 @@ def stage_evaluate(config, run: RunDirectory, progress: Progress | None = None, 
     # Its threads follow torch's (OMP_NUM_THREADS), so a run told to use one core does.
     lm = load_for_eval(model, engine=config.eval_engine, onnx_dir=onnx_dir, threads=torch.get_num_threads(),
                        progress=False)
-    report = EvalReport(model=model, seed=config.seed, limit=None, engine=getattr(lm, "engine", "torch"))
+    report = EvalReport(model=model, seed=config.seed, limit=None, engine=lm.engine)
     for done, (name, path, limit, ids) in enumerate(jobs):
         if progress is not None:
             progress(done, len(jobs))
