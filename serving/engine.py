@@ -117,9 +117,13 @@ def _session(path: Path, threads: int | None, prefer_gpu: bool):
 
 class OnnxEngine:
     def __init__(self, model_dir: str | Path, threads: int | None = None, prefer_gpu: bool = True,
-                 max_batch: int = 8, batch_window_ms: float = 4.0, decoding: DecodingConfig | None = None):
+                 max_batch: int = 8, batch_window_ms: float = 4.0, decoding: DecodingConfig | None = None,
+                 prefill_tokens: int = 512):
         from transformers import AutoTokenizer, GenerationConfig
 
+        if prefill_tokens < 1:
+            raise EngineError(f"prefill_tokens must be at least 1 (got {prefill_tokens}): it is the most prompt tokens "
+                              "one prefill step computes logits for; 512 bounds a worker's memory at little cost")
         self.directory, self.card = resolve_model_dir(model_dir)
         onnx_files = sorted(self.directory.glob("*.onnx"))
         self.session, self.provider = _session(onnx_files[0], threads, prefer_gpu)
@@ -127,6 +131,7 @@ class OnnxEngine:
         self.name = self.card.get("model_version") or self.directory.name
         self.aligned = bool(self.card.get("aligned", False))
         self.max_batch, self.batch_window = max_batch, batch_window_ms / 1000
+        self.prefill_tokens = prefill_tokens
         config = json.loads((self.directory / "config.json").read_text())
         self.max_context = int(config.get("max_position_embeddings", 2048))
         inputs = {i.name: i for i in self.session.get_inputs()}
@@ -243,6 +248,22 @@ class OnnxEngine:
             return "length"
         return None
 
+    def _prefill(self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray):
+        """The prompt through the model in column chunks of at most `prefill_tokens` tokens in all,
+        each chunk attending to the KV cache of those before it; the last column's logits and the cache.
+
+        Why chunks: the exported graph returns logits for every prompt position, 196 KB a token for a
+        49k vocabulary in float32, and ONNX Runtime keeps its peak allocation; 8 prompts of 785 tokens
+        in one piece took a worker from 1.1 GB to 3.6 GB resident. Chunking bounds that to the budget
+        and, with left padding, the final column is every row's last prompt token."""
+        rows, width = ids.shape
+        step = max(1, self.prefill_tokens // rows)
+        past = [np.zeros((rows, self.kv_heads, 0, self.head_dim), self.kv_dtype) for _ in self.past_names]
+        for start in range(0, width, step):
+            end = min(width, start + step)
+            logits, past = self._feed(ids[:, start:end], mask[:, :end], positions[:, start:end], past)
+        return logits, past
+
     def _run_batch(self, jobs: list[_Job]) -> None:
         for job in jobs:
             if job.processors is None:
@@ -255,9 +276,8 @@ class OnnxEngine:
             mask[r, width - len(job.ids):] = 1
         # Positions count from each row's first real token, so a padded row computes as if alone.
         positions = np.clip(mask.cumsum(-1) - 1, 0, None)
-        past = [np.zeros((len(jobs), self.kv_heads, 0, self.head_dim), self.kv_dtype) for _ in self.past_names]
         rngs = [np.random.default_rng(j.params.seed) for j in jobs]
-        logits, past = self._feed(ids, mask, positions, past)
+        logits, past = self._prefill(ids, mask, positions)
         live = list(range(len(jobs)))
         while live:
             tokens = self._pick(logits, [jobs[i] for i in live], [rngs[i] for i in live])

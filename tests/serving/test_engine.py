@@ -124,6 +124,28 @@ def test_a_padded_batch_decodes_as_each_prompt_alone(engine, prompts, torch_gree
         assert text == engine.tokenizer.decode(expected, skip_special_tokens=True).strip()
 
 
+# (name, prefill_tokens): prompt chunks of one column, of uneven columns, and the whole prompt at once.
+PREFILL_BUDGETS = [("one column per step", 1), ("uneven chunks of 5 columns", 15), ("one piece", 100_000)]
+
+
+@pytest.mark.parametrize("name,budget", PREFILL_BUDGETS, ids=[n for n, _ in PREFILL_BUDGETS])
+def test_a_chunked_prefill_decodes_as_pytorch(engine, prompts, torch_greedy, name, budget):
+    default = engine.prefill_tokens
+    engine.prefill_tokens = budget
+    try:
+        texts = engine.generate([engine.tokenizer.decode(p) for p in prompts], NEW_TOKENS)
+    finally:
+        engine.prefill_tokens = default
+    assert texts == [engine.tokenizer.decode(t, skip_special_tokens=True).strip() for t in torch_greedy]
+
+
+def test_a_prefill_budget_below_one_token_is_refused(base_export):
+    from serving.engine import EngineError
+
+    with pytest.raises(EngineError, match="prefill_tokens must be at least 1"):
+        OnnxEngine(base_export, threads=1, prefill_tokens=0)
+
+
 def test_stream_pieces_add_up_to_the_result(engine, prompts):
     items = list(engine.stream(prompts[0], SamplingParams(max_new_tokens=NEW_TOKENS)))
     *pieces, result = items
