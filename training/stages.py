@@ -8,6 +8,7 @@ are what `<stage>/DONE.json` records. Where each file lives is `training/layout.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from collections import defaultdict
@@ -221,9 +222,15 @@ def stage_evaluate(config, run: RunDirectory, progress: Progress | None = None, 
         # Multiple choice by letter and by cloze (option text): a small model's letter choice mostly
         # shows its prior for "A" (docs/baseline.md); capability sets and IFEval generate.
         modes = ("loglik", "generate") if kind in ("capabilities", "ifeval") else ("loglik", "cloze")
-        report.results.append(run_benchmark(lm, kind, path, limit=limit, seed=config.seed, modes=modes, ids=ids,
-                                            max_new_tokens=config.eval_max_new_tokens, label=name,
-                                            predictions_path=run.predictions(name, stage)))
+        key = {"model": model, "engine": lm.engine, "data": str(path), "limit": limit, "ids": ids, "modes": list(modes),
+               "max_new_tokens": config.eval_max_new_tokens, "seed": config.seed}
+        result = finished_benchmark(folder, name, key)
+        if result is None:
+            result = run_benchmark(lm, kind, path, limit=limit, seed=config.seed, modes=modes, ids=ids,
+                                   max_new_tokens=config.eval_max_new_tokens, label=name,
+                                   predictions_path=run.predictions(name, stage))
+            save_finished_benchmark(folder, name, key, result)
+        report.results.append(result)
     report.write(folder)
     scores = {f"{r.benchmark}/{k}": v for r in report.results for k, v in r.headline().items()}
     run.log(stage, {"eval": scores})
@@ -278,6 +285,31 @@ def stage_adopt_evaluation(config, run: RunDirectory, progress: Progress | None 
     shutil.copytree(folder, run.stage(stage), dirs_exist_ok=True)
     outputs = read_json(folder / DONE) or {}
     return {"scores": outputs.get("scores", {}), "report": str(run.eval_report(stage)), "adopted_from": str(folder)}
+
+
+# An evaluation of the standard preset's items takes one to two hours on two cores, longer than is
+# safe to leave uninterrupted; each benchmark's result is kept as it finishes, so `--resume` starts
+# from the next one. A kept result counts only for exactly what it scored (`key`).
+FINISHED_BENCHMARKS = "finished"
+
+
+def finished_benchmark(folder: Path, name: str, key: dict):
+    from training.evaluate.report import BenchmarkResult
+
+    saved = read_json(folder / FINISHED_BENCHMARKS / f"{name}.json")
+    if saved is None or saved.get("key") != key:
+        return None
+    return BenchmarkResult(**saved["result"])
+
+
+def save_finished_benchmark(folder: Path, name: str, key: dict, result) -> None:
+    from dataclasses import asdict
+
+    target = folder / FINISHED_BENCHMARKS / f"{name}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".tmp")
+    partial.write_text(json.dumps({"key": key, "result": asdict(result)}))
+    partial.replace(target)  # a kill mid-write leaves the old state, never half a result
 
 
 def _benchmark_file(default_data, name: str) -> Path:
