@@ -29,6 +29,8 @@ CAPABILITY_KEYS = ("knowledge", "reasoning", "instruction", "integration")
 def run_ablation(config: RunConfig, run_dir: Path, docs: Path | None = Path("docs")) -> str:
     run = RunDirectory(run_dir)
     run.config.write_text(json.dumps(config.to_dict(), indent=1))
+    if config.ablation_from:
+        adopt_pipeline_run(config, Path(config.ablation_from), run)
     results: dict[str, dict] = {}
     with progress_display() as progress:
         # The same runner as the pipeline's: same stages, same resume, one process per stage.
@@ -36,13 +38,14 @@ def run_ablation(config: RunConfig, run_dir: Path, docs: Path | None = Path("doc
         data = stages.run_stage("data")["data"]
         base = stages.run_stage("base")["model"]
         sft = stages.run_stage("sft", base=base, data=data)
-        rm = stages.run_stage("reward_model", base=sft["model"], data=data)
+        # Without a reward model (--rm_steps 0) both arms use the rule rewards alone, as the pipeline does.
+        rm = stages.run_stage("reward_model", base=sft["model"], data=data)["model"] if config.rm_steps > 0 else None
         arms = {"base": (base, 0.0), "sft": (sft["model"], sft["wall_time_s"])}
         # The capability-aware arm runs first: under a wall-clock budget its step count is then
         # given to the plain arm, so both arms take the same steps over the same prompts.
-        aware = stages.run_stage("capability_grpo", "grpo", policy=sft["model"], reward_model=rm["model"], data=data,
+        aware = stages.run_stage("capability_grpo", "grpo", policy=sft["model"], reward_model=rm, data=data,
                                  stage="capability_grpo", capability_aware=True, run_model=False)
-        plain = stages.run_stage("grpo", "grpo", policy=sft["model"], reward_model=rm["model"], data=data,
+        plain = stages.run_stage("grpo", "grpo", policy=sft["model"], reward_model=rm, data=data,
                                  stage="grpo", capability_aware=False, run_model=False, max_steps=aware["steps"],
                                  budgeted=False)
         for arm, out in (("grpo", plain), ("capability_grpo", aware)):
@@ -59,6 +62,59 @@ def run_ablation(config: RunConfig, run_dir: Path, docs: Path | None = Path("doc
         docs.mkdir(parents=True, exist_ok=True)
         (docs / "ablation.md").write_text(table)
     return table
+
+
+# What an ablation takes from a finished pipeline run: its stage -> the ablation's stage. The run's GRPO
+# stage is the capability-aware arm (the pipeline trains nothing else), its evaluations two arms'.
+ADOPTED_STAGES = {"data": "data", "base": "base", "sft": "sft", "reward_model": "reward_model",
+                  "grpo": "capability_grpo", "base_eval": "eval_base", "eval": "eval_capability_grpo"}
+# Settings that may differ from the run's: where things go, and what the ablation itself adds.
+FREE_SETTINGS = {"preset", "resume", "ablation", "ablation_from", "runs_dir", "name", "export", "eval_base",
+                 "base_eval_from", "eval_engine", "eval_benchmarks", "stage_processes"}
+
+
+class AdoptionError(ValueError):
+    pass
+
+
+def adopt_pipeline_run(config: RunConfig, source: Path, run: RunDirectory) -> list[str]:
+    """Take the finished stages of `source` (a `training.run` directory) as this ablation's, so the
+    arms it already trained are not trained again: the models stay in `source` (the adopted DONE.json
+    files point there), evaluations are copied (their per-item predictions are paired here), and the
+    run's GRPO metrics become the capability-aware arm's (the gradient cosines). Stages this ablation
+    finished itself are left alone. Returns the adopted stages."""
+    import shutil
+
+    from training.layout import DONE, read_json
+
+    theirs = read_json(source / "config.json")
+    if theirs is None:
+        raise AdoptionError(f"--ablation_from {source}: no config.json there; pass a run directory made by training.run")
+    differing = {k: (theirs.get(k), v) for k, v in config.to_dict().items() if k not in FREE_SETTINGS and theirs.get(k) != v}
+    if differing:
+        raise AdoptionError(f"--ablation_from {source} was trained with other settings (run, ablation): {differing}; "
+                            f"pass the same --preset and flags as that run")
+    if not theirs.get("eval_base"):
+        raise AdoptionError(f"--ablation_from {source} did not evaluate its base model; the ablation's base arm needs "
+                            "it on the same items (train that run with --eval_base)")
+    adopted = []
+    for stage, mine in ADOPTED_STAGES.items():
+        done = source / stage / DONE
+        if run.done(mine) is not None or (stage == "reward_model" and config.rm_steps == 0):
+            continue
+        if not done.is_file():
+            raise AdoptionError(f"--ablation_from {source}: its {stage} stage has not finished; finish the run first "
+                                f"(`python -m training.run --resume {source}`)")
+        if stage.endswith("eval"):
+            shutil.copytree(source / stage, run.stage(mine), dirs_exist_ok=True)
+        run.mark_done(mine, read_json(done))
+        adopted.append(mine)
+    if "capability_grpo" in adopted:
+        with run.metrics.open("a") as out:
+            for row in read_metrics(source / "metrics.jsonl"):
+                if row.get("stage") == "grpo":
+                    out.write(json.dumps({**row, "stage": "capability_grpo", "adopted_from": str(source)}) + "\n")
+    return adopted
 
 
 def arm_intervals(eval_dir: Path) -> dict:

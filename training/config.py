@@ -49,6 +49,11 @@ class RunConfig:
         "help": "A run directory to continue: finished stages are skipped, a stage cut short restarts from its last checkpoint."})
     ablation: bool = field(default=False, metadata={
         "help": "Train base / SFT / GRPO / capability-aware GRPO under one budget and write the table into docs/."})
+    ablation_from: str | None = field(default=None, metadata={
+        "help": "With --ablation: a finished training.run directory (e.g. the standard run) trained with these "
+                "settings; the ablation adopts its data, SFT model, reward model, capability-aware GRPO model and "
+                "both evaluations instead of making them again, and trains and scores only the plain GRPO arm "
+                "and scores the SFT arm. --eval_benchmarks may be narrower than the run's (paired over what both scored)."})
     runs_dir: str = field(default="runs", metadata={"help": "Where run directories are created."})
     name: str | None = field(default=None, metadata={"help": "Run directory name (default: the start time)."})
     seed: int = field(default=0, metadata={"help": "Seed for data generation, sampling and training."})
@@ -140,6 +145,8 @@ class RunConfig:
             if self.micro_batch_size < 1 or getattr(self, name) % self.micro_batch_size:
                 raise ValueError(f"--{name} {getattr(self, name)} must be a multiple of --micro_batch_size "
                                  f"{self.micro_batch_size} (a step accumulates whole micro-batches)")
+        if self.ablation_from and not self.ablation:
+            raise ValueError("--ablation_from only applies to an ablation: add --ablation, or drop --ablation_from")
         if self.budget_clock not in BUDGET_CLOCKS:
             raise ValueError(f"--budget_clock {self.budget_clock!r}: use one of {', '.join(BUDGET_CLOCKS)}")
         if self.num_generations < 2:

@@ -36,6 +36,7 @@ USAGE_ERRORS = [
     ("unknown-weights", ["--weights", "adaptive"], "use static or dynamic"),
     ("one-generation", ["--num_generations", "1"], "at least 2"),
     ("saved-base-without-eval-base", ["--base_eval_from", "docs/baseline/standard"], "add --eval_base"),
+    ("ablation-source-without-ablation", ["--ablation_from", "runs/standard"], "add --ablation"),
     ("benchmark-without-limit", ["--eval_benchmarks", "medmcqa"], "needs a limit"),
     ("unknown-benchmark", ["--eval_benchmarks", "medqa2:5"], "is not valid"),
     ("negative-budget", ["--grpo_budget_minutes", "-5"], "must be 0 (off) or positive"),

@@ -198,15 +198,23 @@ STANDARD_STAGES = ["--preset", "tiny", "--rm_steps", "0", "--eval_benchmarks", "
                    "--export"]
 
 
-def test_standard_preset_stages_early_stopping_budget_and_resume(resumed_run, tmp_path):
+@pytest.fixture(scope="module")
+def standard_run(resumed_run, tmp_path_factory):
+    """The standard preset's stages on the tiny model, finished (the test below stops and resumes it)."""
+    run_dir, _, _ = resumed_run
+    runs = tmp_path_factory.mktemp("standard_runs")
+    cmd = [sys.executable, "-m", "training.run", *STANDARD_STAGES, "--data", str(run_dir / "data"),
+           "--runs_dir", str(runs), "--name", "standard"]
+    first = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    return runs / "standard"
+
+
+def test_standard_preset_stages_early_stopping_budget_and_resume(resumed_run, standard_run):
     from training.layout import RunLayout
 
     run_dir, _, _ = resumed_run
-    cmd = [sys.executable, "-m", "training.run", *STANDARD_STAGES, "--data", str(run_dir / "data"),
-           "--runs_dir", str(tmp_path), "--name", "standard"]
-    first = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    run = RunLayout(tmp_path / "standard")
+    run = RunLayout(standard_run)
     sft = json.loads(run.done_file("sft").read_text())
     assert sft["steps"] == 3 and sft["best_checkpoint"].endswith("checkpoint-1"), sft
     evaluated = [r["eval_loss"] for r in map(json.loads, run.metrics.read_text().splitlines())
@@ -247,3 +255,45 @@ def test_standard_preset_stages_early_stopping_budget_and_resume(resumed_run, tm
     assert grpo["budget"]["resumed_from_s"] == pytest.approx(spent) and grpo["steps"] == 2, grpo
     steps = [r["step"] for r in map(json.loads, run.metrics.read_text().splitlines()) if r["stage"] == "grpo" and "loss" in r]
     assert steps == [1, 2]
+
+
+def test_ablation_from_a_finished_run_trains_only_what_that_run_lacks(standard_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    from training.ablation import ARM_NAMES, ARMS, run_ablation
+    from training.config import RunConfig
+    from training.layout import RunLayout
+
+    source = RunLayout(standard_run)
+    settings = {**json.loads(source.config.read_text()), "resume": None, "name": None}
+    config = RunConfig(**{**settings, "ablation": True, "ablation_from": str(standard_run)})
+    table = run_ablation(config, tmp_path / "ablation", docs=None)
+    ablation = RunLayout(tmp_path / "ablation")
+    # The run's SFT model and capability-aware GRPO are adopted, not trained again: same outputs, no checkpoints here.
+    for theirs, mine in (("sft", "sft"), ("grpo", "capability_grpo"), ("eval", "eval_capability_grpo"),
+                         ("base_eval", "eval_base")):
+        assert json.loads(ablation.done_file(mine).read_text()) == json.loads(source.done_file(theirs).read_text())
+    assert not list(ablation.stage_dir("sft").glob("checkpoint-*"))
+    assert not list(ablation.stage_dir("capability_grpo").glob("checkpoint-*"))
+    # Only the plain arm is trained, for the steps the run's GRPO took; SFT and plain GRPO are scored here.
+    plain = json.loads(ablation.done_file("grpo").read_text())
+    assert plain["steps"] == json.loads(source.done_file("grpo").read_text())["steps"]
+    assert ablation.eval_report("eval_sft").is_file() and ablation.eval_report("eval_grpo").is_file()
+    metrics = [json.loads(line) for line in ablation.metrics.read_text().splitlines()]
+    assert any(r["stage"] == "capability_grpo" and r.get("adopted_from") == str(standard_run) for r in metrics)
+    rows = {line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")}
+    assert {ARM_NAMES[a] for a in ARMS} <= rows and "capability-aware GRPO - plain GRPO" in table
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"sft_learning_rate": 1e-3}, "sft_learning_rate"),
+    ({"seed": 5}, "seed"),
+], ids=["other-sft-rate", "other-seed"])
+def test_ablation_from_a_run_with_other_settings_is_refused(standard_run, tmp_path, change, message):
+    from training.ablation import AdoptionError, run_ablation
+    from training.config import RunConfig
+
+    settings = {**json.loads((standard_run / "config.json").read_text()), "resume": None, "name": None}
+    config = RunConfig(**{**settings, **change, "ablation": True, "ablation_from": str(standard_run)})
+    with pytest.raises(AdoptionError, match=message):
+        run_ablation(config, tmp_path / "ablation", docs=None)
+    assert not (tmp_path / "ablation" / "sft").exists()
