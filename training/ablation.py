@@ -50,7 +50,12 @@ def run_ablation(config: RunConfig, run_dir: Path, docs: Path | None = Path("doc
                                  budgeted=False)
         for arm, out in (("grpo", plain), ("capability_grpo", aware)):
             arms[arm] = (out["model"], sft["wall_time_s"] + out["wall_time_s"])
-        for arm, (model, train_time) in arms.items():
+        # The arms the source run evaluated go last: its evaluation may still be running when the
+        # ablation starts, and is adopted as soon as it has finished rather than made twice.
+        for arm in sorted(arms, key=lambda a: f"eval_{a}" in ADOPTED_STAGES.values()):
+            model, train_time = arms[arm]
+            if config.ablation_from:
+                adopt_pipeline_run(config, Path(config.ablation_from), run)
             scores = stages.run_stage(f"eval_{arm}", "eval", label=f"evaluate {arm}", model=model, data=data,
                                       stage=f"eval_{arm}")["scores"]
             results[arm] = {"scores": scores, "train_time_s": train_time, **arm_intervals(run.stage_dir(f"eval_{arm}"))}
@@ -82,7 +87,8 @@ def adopt_pipeline_run(config: RunConfig, source: Path, run: RunDirectory) -> li
     arms it already trained are not trained again: the models stay in `source` (the adopted DONE.json
     files point there), evaluations are copied (their per-item predictions are paired here), and the
     run's GRPO metrics become the capability-aware arm's (the gradient cosines). Stages this ablation
-    finished itself are left alone. Returns the adopted stages."""
+    finished itself are left alone; an evaluation the run has not finished yet is left for later
+    (`run_ablation` adopts again before each evaluation). Returns the adopted stages."""
     import shutil
 
     from training.layout import DONE, read_json
@@ -102,6 +108,8 @@ def adopt_pipeline_run(config: RunConfig, source: Path, run: RunDirectory) -> li
         done = source / stage / DONE
         if run.done(mine) is not None or (stage == "reward_model" and config.rm_steps == 0):
             continue
+        if not done.is_file() and stage.endswith("eval"):
+            continue  # not finished yet: adopted when the ablation reaches it, else made here
         if not done.is_file():
             raise AdoptionError(f"--ablation_from {source}: its {stage} stage has not finished; finish the run first "
                                 f"(`python -m training.run --resume {source}`)")
