@@ -297,3 +297,25 @@ def test_ablation_from_a_run_with_other_settings_is_refused(standard_run, tmp_pa
     with pytest.raises(AdoptionError, match=message):
         run_ablation(config, tmp_path / "ablation", docs=None)
     assert not (tmp_path / "ablation" / "sft").exists()
+
+
+def test_an_evaluation_the_run_has_not_finished_is_adopted_once_it_has(standard_run, tmp_path):
+    import shutil
+
+    from training.ablation import adopt_pipeline_run
+    from training.config import RunConfig
+    from training.layout import RunDirectory
+
+    source = tmp_path / "source"
+    shutil.copytree(standard_run, source)
+    done = source / "eval" / "DONE.json"
+    finished = done.read_text()
+    done.unlink()  # the run is still evaluating its aligned model
+    settings = {**json.loads((source / "config.json").read_text()), "resume": None, "name": None}
+    config = RunConfig(**{**settings, "ablation": True, "ablation_from": str(source)})
+    ablation = RunDirectory(tmp_path / "ablation")
+    first = adopt_pipeline_run(config, source, ablation)
+    assert "capability_grpo" in first and "eval_base" in first and "eval_capability_grpo" not in first
+    done.write_text(finished)
+    assert adopt_pipeline_run(config, source, ablation) == ["eval_capability_grpo"]
+    assert ablation.done("eval_capability_grpo") == json.loads(finished)
