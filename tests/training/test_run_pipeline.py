@@ -195,7 +195,9 @@ STANDARD_STAGES = ["--preset", "tiny", "--rm_steps", "0", "--eval_benchmarks", "
                    # The base model evaluated on the same items, and the paired comparison written.
                    "--eval_base",
                    # Exported before the evaluation, which then generates on the exported graph.
-                   "--export"]
+                   "--export",
+                   # LoRA, as the standard preset trains: the adapters are what `training.ship` ships.
+                   "--lora"]
 
 
 @pytest.fixture(scope="module")
@@ -319,3 +321,43 @@ def test_an_evaluation_the_run_has_not_finished_is_adopted_once_it_has(standard_
     done.write_text(finished)
     assert adopt_pipeline_run(config, source, ablation) == ["eval_capability_grpo"]
     assert ablation.done("eval_capability_grpo") == json.loads(finished)
+
+
+def test_ship_stacks_the_runs_adapters_into_one_that_reproduces_its_model(standard_run, tmp_path):
+    from safetensors.torch import load_file
+
+    from serving.shipped import load_adapter, merge_adapter
+    from training.layout import RunLayout
+    from training.ship import MAX_WEIGHT_DIFF, ship_run
+
+    target = ship_run(standard_run, "tiny-aligned", tmp_path / "models", commit="0" * 40)
+    adapter = load_adapter(target)  # the convention serving checks: files, size, base_model
+    card = adapter.card
+    assert card["aligned"] and card["commit"] == "0" * 40 and card["data_seed"] == 0
+    assert card["base_model"] == json.loads(RunLayout(standard_run).done_file("base").read_text())["model"]
+    # One adapter of the summed rank, stored in float16, that adds up to the run's own model.
+    config = json.loads((target / "adapter_config.json").read_text())
+    sft = json.loads(next((standard_run / "sft").glob("checkpoint-*/adapter_config.json")).read_text())
+    assert config["r"] == 2 * sft["r"]
+    assert {str(t.dtype) for t in load_file(str(target / "adapter_model.safetensors")).values()} == {"torch.float16"}
+    check = card["check_against_run"]
+    assert check["max_weight_diff"] <= MAX_WEIGHT_DIFF and check["parity_identical"] == check["parity_prompts"]
+    # The card carries the run's paired evaluation, score by score.
+    alignment = json.loads(RunLayout(standard_run).alignment.read_text())
+    assert {k.removeprefix("capabilities/") for k in card["evaluation"] if k.startswith("capabilities/")} == \
+        set(alignment["capabilities"])
+    assert all({"n", "diff", "ci_low", "ci_high", "p"} <= set(e) for e in card["evaluation"].values())
+    assert "| score | n |" in (target / "README.md").read_text()
+    # Serving's merge of the shipped adapter is the run's model.
+    merged = load_file(str(merge_adapter(adapter, tmp_path / "merged") / "model.safetensors"))
+    final = load_file(str(RunLayout(standard_run).final / "model.safetensors"))
+    assert max((merged[k] - final[k]).abs().max().item() for k in final) <= MAX_WEIGHT_DIFF
+
+
+def test_ship_refuses_a_run_that_trained_every_weight(resumed_run, tmp_path):
+    from training.ship import ShipError, ship_run
+
+    run_dir, _, _ = resumed_run
+    with pytest.raises(ShipError, match="--no_lora"):
+        ship_run(run_dir, "full", tmp_path / "models", commit="0" * 40)
+    assert not (tmp_path / "models" / "full").exists()
