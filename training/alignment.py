@@ -49,10 +49,30 @@ def _entry(row: PairedRow) -> dict:
             "base_ci": [round(v, 4) for v in row.base_ci], "aligned_ci": [round(v, 4) for v in row.aligned_ci]}
 
 
+def alignment_markdown(report: dict) -> str:
+    """The same numbers as a table for people (report.md beside report.json)."""
+    lines = [f"# Aligned against base, paired over the same items ({report['created'][:10]})", "",
+             f"Base evaluation `{report['base']}`, aligned evaluation `{report['aligned']}`. {report['method']}.", "",
+             "| score | n | base [95%] | aligned [95%] | diff | 95% interval | p | detectable |",
+             "|---|---:|---|---|---:|---|---:|---:|"]
+    for section in ("capabilities", "benchmarks"):
+        for name, e in report[section].items():
+            diff = f"**{e['diff']:+.3f}**" if e["significant"] else f"{e['diff']:+.3f}"
+            lines.append(f"| {'capabilities/' if section == 'capabilities' else ''}{name} | {e['n']} | "
+                         f"{e['base']:.3f} [{e['base_ci'][0]:.3f}, {e['base_ci'][1]:.3f}] | "
+                         f"{e['aligned']:.3f} [{e['aligned_ci'][0]:.3f}, {e['aligned_ci'][1]:.3f}] | {diff} | "
+                         f"[{e['ci_low']:+.3f}, {e['ci_high']:+.3f}] | {e['p']:.3g} | {e['detectable']:.3f} |")
+    lines += ["", "Bold: the interval excludes zero and p < 0.05. `trained_anew/`: facts the model was trained on, "
+              "asked through templates and distractors no training record used; the other capability rows are "
+              "unseen facts."]
+    return "\n".join(lines) + "\n"
+
+
 def write_alignment_report(base_eval: Path, aligned_eval: Path, out: Path = DEFAULT_OUT, seed: int = 0) -> dict:
     report = alignment_report(Path(base_eval), Path(aligned_eval), seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    out.with_suffix(".md").write_text(alignment_markdown(report))
     return report
 
 

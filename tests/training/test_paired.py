@@ -81,6 +81,9 @@ def test_alignment_report_has_every_field_per_benchmark_and_capability(pair, tmp
     out = tmp_path / "docs" / "alignment" / "report.json"
     report = write_alignment_report(*pair, out=out)
     assert json.loads(out.read_text()) == report
+    table = out.with_suffix(".md").read_text()  # the same numbers for people, significant ones in bold
+    assert "| capabilities/knowledge | 12 | 0.000 [" in table and "**+0.500**" in table
+    assert "| medmcqa/acc_loglik |" in table
     assert set(report["capabilities"]) == {"knowledge", "instruction"}
     assert set(report["benchmarks"]) == {"medmcqa/acc_loglik", "ifeval/prompt_level_strict_acc",
                                          "ifeval/prompt_level_loose_acc"}
