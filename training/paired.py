@@ -31,12 +31,17 @@ def _capability_outcomes(rows: list[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
+# Fields of a multiple-choice prediction that are not a scoring mode's pick.
+NOT_PICKS = {"id", "gold", "subject", "generated_text"}
+
+
 def _multiple_choice_outcomes(rows: list[dict]) -> dict[str, dict[str, float]]:
-    # Every scoring mode that wrote a pick beside the gold label is one metric: acc_<mode>.
+    # Every scoring mode that wrote a pick beside the gold label is one metric: acc_<mode>. Labels are
+    # letters (MedMCQA) or words (PubMedQA's yes / no / maybe); a mode that did not run wrote null.
     out: dict[str, dict[str, float]] = {}
     for r in rows:
         for mode, pick in r.items():
-            if mode not in ("id", "gold") and isinstance(pick, str) and len(pick) <= 2 and pick.isupper():
+            if mode not in NOT_PICKS and isinstance(pick, str):
                 out.setdefault(f"acc_{mode}", {})[r["id"]] = float(pick == r["gold"])
     return out
 

@@ -45,6 +45,24 @@ def test_outcomes_are_read_per_benchmark_and_capability(pair):
     assert set(outcomes["ifeval"]) == {"prompt_level_strict_acc", "prompt_level_loose_acc"}
 
 
+# (name, a prediction row as the evaluator writes it, expected outcomes per metric)
+MULTIPLE_CHOICE_ROWS = [
+    ("letters", {"id": "m1", "subject": "x", "gold": "B", "loglik": "A", "cloze": "B", "cloze_norm": "B",
+                 "circular": None, "generated_text": None, "generated": None},
+     {"acc_loglik": 0.0, "acc_cloze": 1.0, "acc_cloze_norm": 1.0}),
+    ("pubmedqa-words", {"id": "p1", "subject": "", "gold": "yes", "loglik": "no", "cloze": "no", "cloze_norm": "yes",
+                        "circular": None, "generated_text": None, "generated": None},
+     {"acc_loglik": 0.0, "acc_cloze": 0.0, "acc_cloze_norm": 1.0}),
+]
+
+
+@pytest.mark.parametrize("row, expected", [c[1:] for c in MULTIPLE_CHOICE_ROWS], ids=[c[0] for c in MULTIPLE_CHOICE_ROWS])
+def test_every_scoring_mode_of_a_multiple_choice_item_is_paired(tmp_path, row, expected):
+    _write(tmp_path, "bench", [row])
+    outcomes = item_outcomes(tmp_path)["bench"]
+    assert {metric: items[row["id"]] for metric, items in outcomes.items()} == expected
+
+
 MCNEMAR = [
     # name, base outcomes, aligned outcomes, expected exact two-sided p
     ("six-discordant-all-one-way", [0] * 12, [1] * 6 + [0] * 6, 2 / 64),
