@@ -52,7 +52,7 @@ def _entry(row: PairedRow) -> dict:
 def alignment_markdown(report: dict) -> str:
     """The same numbers as a table for people (report.md beside report.json)."""
     lines = [f"# Aligned against base, paired over the same items ({report['created'][:10]})", "",
-             f"Base evaluation `{report['base']}`, aligned evaluation `{report['aligned']}`. {report['method']}.", "",
+             f"Base evaluation `{report['base']}`, aligned evaluation `{report['aligned']}`. Method: {report['method']}.", "",
              "| score | n | base [95%] | aligned [95%] | diff | 95% interval | p | detectable |",
              "|---|---:|---|---|---:|---|---:|---:|"]
     for section in ("capabilities", "benchmarks"):
@@ -61,7 +61,7 @@ def alignment_markdown(report: dict) -> str:
             lines.append(f"| {'capabilities/' if section == 'capabilities' else ''}{name} | {e['n']} | "
                          f"{e['base']:.3f} [{e['base_ci'][0]:.3f}, {e['base_ci'][1]:.3f}] | "
                          f"{e['aligned']:.3f} [{e['aligned_ci'][0]:.3f}, {e['aligned_ci'][1]:.3f}] | {diff} | "
-                         f"[{e['ci_low']:+.3f}, {e['ci_high']:+.3f}] | {e['p']:.3g} | {e['detectable']:.3f} |")
+                         f"[{e['ci_low']:+.3f}, {e['ci_high']:+.3f}] | {e['p']:.3g} | {e['detectable']:.3f} |".replace("| 0 |", "| < 0.0001 |"))
     lines += ["", "Bold: the interval excludes zero and p < 0.05. `trained_anew/`: facts the model was trained on, "
               "asked through templates and distractors no training record used; the other capability rows are "
               "unseen facts."]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -186,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=Path, default=Path("models"), help="where shipped adapters live")
     parser.add_argument("--commit", default=None, help="the training code's commit (default: git HEAD)")
     args = parser.parse_args(argv)
+    # The card names the embedded base by name; PEFT would ask the hub about it unless told not to.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     commit = args.commit or subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     try:
         target = ship_run(args.run, args.name, args.models, commit)
