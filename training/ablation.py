@@ -91,9 +91,10 @@ def adopt_pipeline_run(config: RunConfig, source: Path, run: RunDirectory) -> li
     (`run_ablation` adopts again before each evaluation). Returns the adopted stages."""
     import shutil
 
-    from training.layout import DONE, read_json
+    from training.layout import RunLayout, read_json
 
-    theirs = read_json(source / "config.json")
+    layout = RunLayout(source)
+    theirs = read_json(layout.config)
     if theirs is None:
         raise AdoptionError(f"--ablation_from {source}: no config.json there; pass a run directory made by training.run")
     differing = {k: (theirs.get(k), v) for k, v in config.to_dict().items() if k not in FREE_SETTINGS and theirs.get(k) != v}
@@ -105,7 +106,7 @@ def adopt_pipeline_run(config: RunConfig, source: Path, run: RunDirectory) -> li
                             "it on the same items (train that run with --eval_base)")
     adopted = []
     for stage, mine in ADOPTED_STAGES.items():
-        done = source / stage / DONE
+        done = layout.done_file(stage)
         if run.done(mine) is not None or (stage == "reward_model" and config.rm_steps == 0):
             continue
         if not done.is_file() and stage.endswith("eval"):
@@ -114,12 +115,12 @@ def adopt_pipeline_run(config: RunConfig, source: Path, run: RunDirectory) -> li
             raise AdoptionError(f"--ablation_from {source}: its {stage} stage has not finished; finish the run first "
                                 f"(`python -m training.run --resume {source}`)")
         if stage.endswith("eval"):
-            shutil.copytree(source / stage, run.stage(mine), dirs_exist_ok=True)
+            shutil.copytree(layout.stage_dir(stage), run.stage(mine), dirs_exist_ok=True)
         run.mark_done(mine, read_json(done))
         adopted.append(mine)
     if "capability_grpo" in adopted:
         with run.metrics.open("a") as out:
-            for row in read_metrics(source / "metrics.jsonl"):
+            for row in read_metrics(layout.metrics):
                 if row.get("stage") == "grpo":
                     out.write(json.dumps({**row, "stage": "capability_grpo", "adopted_from": str(source)}) + "\n")
     return adopted

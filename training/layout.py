@@ -93,6 +93,10 @@ class RunLayout:
     def predictions(self, benchmark: str, stage: str = "eval") -> Path:
         return self.stage_dir(stage) / f"{benchmark}{PREDICTIONS}"
 
+    def finished_benchmark(self, benchmark: str, stage: str = "eval") -> Path:
+        """One benchmark's result, kept as it finished so a stopped evaluation resumes after it."""
+        return self.stage_dir(stage) / "finished" / f"{benchmark}.json"
+
     def capability_test(self, stage: str = "eval") -> Path:
         return self.stage_dir(stage) / "capability_test.jsonl"
 

@@ -224,12 +224,13 @@ def stage_evaluate(config, run: RunDirectory, progress: Progress | None = None, 
         modes = ("loglik", "generate") if kind in ("capabilities", "ifeval") else ("loglik", "cloze")
         key = {"model": model, "engine": lm.engine, "data": str(path), "limit": limit, "ids": ids, "modes": list(modes),
                "max_new_tokens": config.eval_max_new_tokens, "seed": config.seed}
-        result = finished_benchmark(folder, name, key)
+        kept = run.finished_benchmark(name, stage)
+        result = finished_benchmark(kept, key)
         if result is None:
             result = run_benchmark(lm, kind, path, limit=limit, seed=config.seed, modes=modes, ids=ids,
                                    max_new_tokens=config.eval_max_new_tokens, label=name,
                                    predictions_path=run.predictions(name, stage))
-            save_finished_benchmark(folder, name, key, result)
+            save_finished_benchmark(kept, key, result)
         report.results.append(result)
     report.write(folder)
     scores = {f"{r.benchmark}/{k}": v for r in report.results for k, v in r.headline().items()}
@@ -290,26 +291,22 @@ def stage_adopt_evaluation(config, run: RunDirectory, progress: Progress | None 
 # An evaluation of the standard preset's items takes one to two hours on two cores, longer than is
 # safe to leave uninterrupted; each benchmark's result is kept as it finishes, so `--resume` starts
 # from the next one. A kept result counts only for exactly what it scored (`key`).
-FINISHED_BENCHMARKS = "finished"
-
-
-def finished_benchmark(folder: Path, name: str, key: dict):
+def finished_benchmark(path: Path, key: dict):
     from training.evaluate.report import BenchmarkResult
 
-    saved = read_json(folder / FINISHED_BENCHMARKS / f"{name}.json")
+    saved = read_json(path)
     if saved is None or saved.get("key") != key:
         return None
     return BenchmarkResult(**saved["result"])
 
 
-def save_finished_benchmark(folder: Path, name: str, key: dict, result) -> None:
+def save_finished_benchmark(path: Path, key: dict, result) -> None:
     from dataclasses import asdict
 
-    target = folder / FINISHED_BENCHMARKS / f"{name}.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
     partial.write_text(json.dumps({"key": key, "result": asdict(result)}))
-    partial.replace(target)  # a kill mid-write leaves the old state, never half a result
+    partial.replace(path)  # a kill mid-write leaves the old state, never half a result
 
 
 def _benchmark_file(default_data, name: str) -> Path:

@@ -11,7 +11,7 @@ import pytest
 from training.config import RunConfig
 from training.evaluate.runner import SAMPLES
 from training.layout import RunDirectory
-from training.stages import FINISHED_BENCHMARKS, stage_base, stage_evaluate
+from training.stages import stage_base, stage_evaluate
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def _mtimes(run: RunDirectory) -> dict[str, int]:
 
 def test_each_finished_benchmark_is_kept_with_what_it_scored(evaluated):
     _, run, model, _, _ = evaluated
-    kept = {p.stem: json.loads(p.read_text()) for p in (run.stage("eval") / FINISHED_BENCHMARKS).glob("*.json")}
+    kept = {p.stem: json.loads(p.read_text()) for p in run.finished_benchmark("medmcqa").parent.glob("*.json")}
     assert set(kept) == {"capabilities", "medmcqa"}
     assert all(k["key"]["model"] == model and k["key"]["engine"] == "torch" for k in kept.values())
     assert kept["medmcqa"]["key"]["limit"] == 4 and kept["medmcqa"]["result"]["n"] == 4
@@ -43,7 +43,7 @@ def test_each_finished_benchmark_is_kept_with_what_it_scored(evaluated):
 def test_a_stopped_evaluation_scores_only_what_had_not_finished(evaluated):
     config, run, model, data, first = evaluated
     # Stopped while scoring MedMCQA: the capability set had finished, MedMCQA had not.
-    (run.stage("eval") / FINISHED_BENCHMARKS / "medmcqa.json").unlink()
+    run.finished_benchmark("medmcqa").unlink()
     run.eval_report().unlink()
     before = _mtimes(run)
     again = stage_evaluate(config, run, model=model, data=str(data))
