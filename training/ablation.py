@@ -97,7 +97,10 @@ def adopt_pipeline_run(config: RunConfig, source: Path, run: RunDirectory) -> li
     theirs = read_json(layout.config)
     if theirs is None:
         raise AdoptionError(f"--ablation_from {source}: no config.json there; pass a run directory made by training.run")
-    differing = {k: (theirs.get(k), v) for k, v in config.to_dict().items() if k not in FREE_SETTINGS and theirs.get(k) != v}
+    # A setting the source run's config does not name did not exist yet: it ran with the default.
+    defaults = RunConfig().to_dict()
+    differing = {k: (theirs.get(k, defaults[k]), v) for k, v in config.to_dict().items()
+                 if k not in FREE_SETTINGS and theirs.get(k, defaults[k]) != v}
     if differing:
         raise AdoptionError(f"--ablation_from {source} was trained with other settings (run, ablation): {differing}; "
                             f"pass the same --preset and flags as that run")

@@ -12,12 +12,27 @@ EarlyStoppingCallback); the best checkpoint, not the last, becomes the SFT model
 
 from __future__ import annotations
 
+import random
 from typing import Sequence
 
 from transformers import EarlyStoppingCallback
 
 from training.records import CapabilityRecord
 from training.trainers import WallClockBudget, lora_config, quiet, save_final
+
+
+def repeated_by_capability(records: Sequence[CapabilityRecord], passes: dict[str, float],
+                           seed: int) -> list[CapabilityRecord]:
+    """Each capability's records `passes` times (whole copies, then a seeded share for a fraction);
+    capabilities not named occur once. The trainer shuffles, so copies are spread over the run."""
+    rng = random.Random(seed)
+    out: list[CapabilityRecord] = []
+    for capability in dict.fromkeys(r.capability.value for r in records):
+        group = [r for r in records if r.capability.value == capability]
+        times = passes.get(capability, 1.0)
+        out.extend(group * int(times))
+        out.extend(rng.sample(group, round(len(group) * (times - int(times)))))
+    return out
 
 
 def sft_rows(records: Sequence[CapabilityRecord]) -> list[dict]:

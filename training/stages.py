@@ -17,7 +17,7 @@ from pathlib import Path
 from training.layout import DONE, RunDirectory, read_json
 from training.records import Capability, CapabilityRecord, dump_records, load_records
 from training.reward_model import train_reward_model
-from training.sft import train_sft
+from training.sft import repeated_by_capability, train_sft
 from training.trainers import Progress, StageCallback, WallClockBudget, lora_config, quiet, save_final
 
 # The MKGSG output a run needs (`python -m training.mkgsg` writes these names).
@@ -92,7 +92,8 @@ def stage_base(config, run: RunDirectory, progress: Progress | None = None) -> d
 
 # ---- SFT and reward model (their trainers live in training/sft.py and training/reward_model.py) ----
 def stage_sft(config, run: RunDirectory, progress: Progress | None = None, *, base: str, data: str) -> dict:
-    train = balanced(load_records(Path(data) / "train.jsonl"), None, config.seed)
+    train = repeated_by_capability(balanced(load_records(Path(data) / "train.jsonl"), None, config.seed),
+                                   config.sft_pass_counts, config.seed)
     # Early stopping watches the loss on validation records, never test ones.
     val = balanced(load_records(Path(data) / "val.jsonl"), None, config.seed)[:config.sft_eval_records]
     return train_sft(config, run, base, train, val, [StageCallback(run, "sft", progress)])

@@ -15,10 +15,10 @@ RESOLVED = [
     ("negated-flag-wins", ["--preset", "paper-0.5b", "--no_lora"], {"lora": False, "gradient_checkpointing": True,
                                                                      "grpo_learning_rate": 2e-5}),
     ("standard-preset-is-early-stopped-and-budgeted", ["--preset", "standard"],
-     {"model": "smollm2-135m", "lora": True, "mkgsg_n": 4000, "mkgsg_test_fraction": 0.3, "sft_eval_steps": 25, "grpo_budget_minutes": 60,
-      "eval_per_capability": 250}),
+     {"model": "smollm2-135m", "lora": True, "mkgsg_n": 4000, "mkgsg_test_fraction": 0.3, "sft_eval_steps": 25, "grpo_budget_minutes": 40,
+      "sft_passes": "knowledge=3,reasoning=2,integration=0.5", "eval_per_capability": 250}),
     ("standard-budget-from-the-command-line", ["--preset", "standard", "--grpo_budget_minutes", "90"],
-     {"grpo_budget_minutes": 90, "sft_budget_minutes": 45}),
+     {"grpo_budget_minutes": 90, "sft_budget_minutes": 100}),
     ("paper-preset-keeps-a-given-model", ["--preset", "paper-0.5b", "--model", "/models/qwen"],
      {"model": "/models/qwen", "lora": True, "grpo_steps": 500}),
 ]
@@ -40,6 +40,9 @@ USAGE_ERRORS = [
     ("benchmark-without-limit", ["--eval_benchmarks", "medmcqa"], "needs a limit"),
     ("unknown-benchmark", ["--eval_benchmarks", "medqa2:5"], "is not valid"),
     ("negative-budget", ["--grpo_budget_minutes", "-5"], "must be 0 (off) or positive"),
+    ("sft-passes-unknown-capability", ["--sft_passes", "knowlege=3"], "is not valid"),
+    ("sft-passes-not-a-number", ["--sft_passes", "knowledge=many"], "is not valid"),
+    ("sft-passes-no-records", ["--sft_passes", "knowledge=0,reasoning=0,instruction=0,integration=0"], "leaves SFT no records"),
     ("early-stopping-without-records", ["--sft_eval_steps", "10", "--sft_eval_records", "0"], "needs validation records"),
 ]
 
