@@ -53,13 +53,13 @@ def free_port() -> int:
 class Server:
     """`bentoml serve` in its own process group, so stopping it reaches the arbiter and its worker."""
 
-    def __init__(self, model: Path, threads: int, max_tokens: int, data_dir: Path):
+    def __init__(self, model: Path, threads: int, max_tokens: int, data_dir: Path, env: dict | None = None):
         self.url = f"http://127.0.0.1:{free_port()}"
         self.log_path = data_dir / "server.log"
         env = {**os.environ, "BALANCEDBIO_MODEL": str(model), "BALANCEDBIO_API_KEYS": KEY,
                "BALANCEDBIO_DATA_DIR": str(data_dir), "BALANCEDBIO_MAX_TOKENS": str(max(max_tokens, 64)),
                "BALANCEDBIO_RATE_LIMIT": "1000000", "BALANCEDBIO_ORT_THREADS": str(threads),
-               "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "BENTOML_DO_NOT_TRACK": "true"}
+               "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "BENTOML_DO_NOT_TRACK": "true", **(env or {})}
         env.pop("BALANCEDBIO_DB_URL", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1", "--port", self.url.rsplit(":", 1)[1]],
@@ -135,8 +135,10 @@ def overhead(server: Server, model: Path, threads: int, max_tokens: int, repeats
             "engine_runs": engine_s, "http_runs": http_s}
 
 
-def load_level(url: str, clients: int, requests: int, seconds: float, max_tokens: int) -> dict:
-    """`clients` threads share a budget of `requests`; all stop at the wall-time deadline."""
+def load_level(url: str, clients: int, requests: int, seconds: float, max_tokens: int | list[int]) -> dict:
+    """`clients` threads share a budget of `requests`; all stop at the wall-time deadline. A list of
+    `max_tokens` is cycled over the requests in the order they are sent (a mix of short and long answers)."""
+    budgets = max_tokens if isinstance(max_tokens, list) else [max_tokens]
     lock = threading.Lock()
     state = {"left": requests}
     latencies, tokens, errors = [], [], []
@@ -149,9 +151,10 @@ def load_level(url: str, clients: int, requests: int, seconds: float, max_tokens
                     if state["left"] <= 0:
                         return
                     state["left"] -= 1
+                    budget = budgets[(requests - state["left"] - 1) % len(budgets)]
                 start = time.perf_counter()
                 try:
-                    reply = post(client, url, max_tokens)
+                    reply = post(client, url, budget)
                 except Exception as e:  # counted, never fatal: the figure is how many fail
                     errors.append(repr(e)[:200])
                     continue

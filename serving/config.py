@@ -46,6 +46,9 @@ class Settings:
     rate_limit_per_minute: int = 120
     store_raw: bool = False  # keep question, patient and answer text in the audit trail
     max_batch: int = 8
+    # continuous: a request joins the rows already decoding at the next step; static: it waits until
+    # the running batch has drained (docs/serving.md, "Continuous batching").
+    batching: str = "continuous"
     threads: int = 0  # 0: all cores
     # -- security settings (docs/security.md) --
     # CDS Hooks without configured JWT issuers refuses every call unless this development switch is on.
@@ -80,6 +83,7 @@ class Settings:
             rate_limit_per_minute=_int("BALANCEDBIO_RATE_LIMIT", 120),
             store_raw=_flag("BALANCEDBIO_STORE_RAW"),
             max_batch=_int("BALANCEDBIO_MAX_BATCH", 8),
+            batching=_choice("BALANCEDBIO_BATCHING", ("continuous", "static"), "continuous"),
             threads=_int("BALANCEDBIO_ORT_THREADS", 0, low=0),
             cds_allow_unsigned=_flag("BALANCEDBIO_CDS_ALLOW_UNSIGNED"),
             fhir_servers=fhir_servers(),

@@ -5,8 +5,9 @@ speed on a CPU, and Optimum's `generate()` pays the whole transformers generatio
 
 Batching is engine-level: one worker thread takes the requests that arrive within a short window
 (up to `max_batch`), left-pads them into one prefill, then decodes them together, dropping rows as
-they finish. Requests arriving meanwhile wait for the next batch (static batching: simple, and on
-two cores a wider batch costs little more per step than a single row).
+they finish. With continuous batching (the default) a request that arrives meanwhile is prefilled
+and joins the running rows at the next step (serving/batching.py); with `batching="static"` it waits
+until the batch has drained.
 
 The engine also implements the evaluator's `LanguageModel` protocol (chat_prompt, generate,
 loglikelihood), so the served model is scored by the same code as its PyTorch source.
@@ -34,6 +35,7 @@ from typing import AsyncIterator, Callable, Iterator, Sequence
 
 import numpy as np
 
+from serving.batching import BATCHING_MODES, DecodeBatch, admit
 from training.evaluate.decoding import DecodingConfig, eos_ids, explicit_from_env
 
 log = logging.getLogger("balancedbio.engine")
@@ -118,7 +120,7 @@ def _session(path: Path, threads: int | None, prefer_gpu: bool):
 class OnnxEngine:
     def __init__(self, model_dir: str | Path, threads: int | None = None, prefer_gpu: bool = True,
                  max_batch: int = 8, batch_window_ms: float = 4.0, decoding: DecodingConfig | None = None,
-                 prefill_tokens: int = 512):
+                 prefill_tokens: int = 512, batching: str = "continuous"):
         from transformers import AutoTokenizer, GenerationConfig
 
         if prefill_tokens < 1:
@@ -132,6 +134,10 @@ class OnnxEngine:
         self.aligned = bool(self.card.get("aligned", False))
         self.max_batch, self.batch_window = max_batch, batch_window_ms / 1000
         self.prefill_tokens = prefill_tokens
+        if batching not in BATCHING_MODES:
+            raise EngineError(f"batching {batching!r} is not known; use one of {', '.join(BATCHING_MODES)}")
+        self.batching = batching
+        self.joined_running = 0  # requests that joined rows already decoding (continuous batching at work)
         config = json.loads((self.directory / "config.json").read_text())
         self.max_context = int(config.get("max_position_embeddings", 2048))
         inputs = {i.name: i for i in self.session.get_inputs()}
@@ -264,7 +270,25 @@ class OnnxEngine:
             logits, past = self._feed(ids[:, start:end], mask[:, :end], positions[:, start:end], past)
         return logits, past
 
-    def _run_batch(self, jobs: list[_Job]) -> None:
+    def _finish(self, job: _Job, reason: str) -> None:
+        job.sink("done", GenerationOutput(job.emitted, len(job.ids), len(job.tokens) + (job.eos is not None),
+                                          reason, time.perf_counter() - job.started))
+
+    def _choose(self, logits: np.ndarray, batch: DecodeBatch) -> DecodeBatch | None:
+        """Each row's next token from its logits; finished rows leave the batch."""
+        tokens = self._pick(logits, batch.jobs, batch.rngs)
+        keep = []
+        for slot, (job, token) in enumerate(zip(batch.jobs, tokens)):
+            reason = "stop" if job.cancelled else self._advance(job, token)
+            if reason is None:
+                keep.append(slot)
+            else:
+                self._finish(job, reason)
+        batch.next_tokens = tokens
+        return batch.keep(keep)
+
+    def _start(self, jobs: list[_Job]) -> DecodeBatch | None:
+        """Prefill `jobs` together (left-padded) and choose their first tokens."""
         for job in jobs:
             if job.processors is None:
                 job.processors = self.processors_for(job.params)
@@ -276,31 +300,24 @@ class OnnxEngine:
             mask[r, width - len(job.ids):] = 1
         # Positions count from each row's first real token, so a padded row computes as if alone.
         positions = np.clip(mask.cumsum(-1) - 1, 0, None)
-        rngs = [np.random.default_rng(j.params.seed) for j in jobs]
         logits, past = self._prefill(ids, mask, positions)
-        live = list(range(len(jobs)))
-        while live:
-            tokens = self._pick(logits, [jobs[i] for i in live], [rngs[i] for i in live])
-            keep = []
-            for slot, (i, token) in enumerate(zip(live, tokens)):
-                job = jobs[i]
-                reason = "stop" if job.cancelled else self._advance(job, token)
-                if reason is None:
-                    keep.append(slot)
-                    continue
-                job.sink("done", GenerationOutput(job.emitted, len(job.ids), len(job.tokens) + (job.eos is not None),
-                                                  reason, time.perf_counter() - job.started))
-            if not keep:
-                return
-            if len(keep) < len(live):  # drop finished rows rather than decode padding for them
-                rows = np.array(keep)
-                past = [p[rows] for p in past]
-                mask, positions = mask[rows], positions[rows]
-                tokens = [tokens[s] for s in keep]
-                live = [live[s] for s in keep]
-            mask = np.concatenate([mask, np.ones((len(live), 1), np.int64)], axis=1)
-            positions = positions[:, -1:] + 1
-            logits, past = self._feed(np.array(tokens, np.int64)[:, None], mask, positions, past)
+        batch = DecodeBatch(list(jobs), [np.random.default_rng(j.params.seed) for j in jobs], [], past, mask,
+                            positions[:, -1:])
+        return self._choose(logits, batch)
+
+    def _step(self, batch: DecodeBatch) -> DecodeBatch | None:
+        """One decode step: every row feeds the token it chose and chooses the next."""
+        batch.mask = np.concatenate([batch.mask, np.ones((len(batch), 1), np.int64)], axis=1)
+        batch.positions = batch.positions + 1
+        logits, batch.past = self._feed(np.array(batch.next_tokens, np.int64)[:, None], batch.mask,
+                                        batch.positions, batch.past)
+        return self._choose(logits, batch)
+
+    def _run_batch(self, jobs: list[_Job]) -> None:
+        """Decode `jobs` together until every one is done (the caller's thread; no one joins)."""
+        batch = self._start(jobs)
+        while batch is not None:
+            batch = self._step(batch)
 
     # -- the batcher ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -315,29 +332,36 @@ class OnnxEngine:
             self._worker = None
 
     def _serve(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch, deadline = [first], time.perf_counter() + self.batch_window
-            while len(batch) < self.max_batch:
-                try:
-                    job = self._queue.get(timeout=max(0.0, deadline - time.perf_counter()))
-                except queue.Empty:
-                    break
-                if job is None:
-                    self._queue.put(None)
-                    break
-                batch.append(job)
-            self._run_safely(batch)
+        batch: DecodeBatch | None = None
+        stopping = False
+        while not stopping or batch is not None:
+            capacity = 0 if stopping else self.max_batch - (len(batch) if batch is not None else 0)
+            if self.batching == "static" and batch is not None:
+                capacity = 0  # static batching: newcomers wait until the running batch has drained
+            jobs, stop = admit(lambda timeout: self._queue.get(timeout=timeout), capacity, self.batch_window,
+                               running=batch is not None)
+            stopping = stopping or stop
+            if jobs:
+                started = self._guarded(jobs, self._start, jobs)
+                if started is not None and batch is not None:
+                    self.joined_running += len(started)
+                batch = started.merged(batch) if started is not None else batch
+            if batch is not None:
+                batch = self._guarded(batch.jobs, self._step, batch)
+
+    def _guarded(self, jobs: list[_Job], work, *args):
+        """Run one step of the batcher; a failure ends only the rows it concerns, reported to their
+        callers, and the worker goes on serving."""
+        try:
+            return work(*args)
+        except Exception as e:
+            log.exception("generation failed")
+            for job in jobs:
+                job.sink("error", e)
+            return None
 
     def _run_safely(self, batch: list[_Job]) -> None:
-        try:
-            self._run_batch(batch)
-        except Exception as e:  # one failed batch must not kill the worker: report it to its callers
-            log.exception("generation failed")
-            for job in batch:
-                job.sink("error", e)
+        self._guarded(batch, self._run_batch, batch)
 
     def submit(self, ids: Sequence[int], params: SamplingParams, sink: Callable[[str, object], None]) -> _Job:
         self.check_budget(ids, params.max_new_tokens)

@@ -93,7 +93,8 @@ class BalancedBio:
             if directory is None:
                 log.info("%s (a minute or two, once)", why)
                 directory = ensure_base_export()
-            engine = OnnxEngine(directory, threads=SETTINGS.threads or None, max_batch=SETTINGS.max_batch)
+            engine = OnnxEngine(directory, threads=SETTINGS.threads or None, max_batch=SETTINGS.max_batch,
+                                batching=SETTINGS.batching)
             engine.start()
             self._load_guardrails()
             self.engine, self.loaded_at = engine, int(time.time())

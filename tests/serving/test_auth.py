@@ -53,6 +53,7 @@ def test_keys_from_env_and_file(tmp_path, monkeypatch):
     ("not a number", "BALANCEDBIO_MAX_TOKENS", "many"),
     ("too small", "BALANCEDBIO_RATE_LIMIT", "0"),
     ("missing key file", "BALANCEDBIO_API_KEYS_FILE", "/nonexistent/keys"),
+    ("unknown batching", "BALANCEDBIO_BATCHING", "dynamic"),
 ])
 def test_bad_settings_name_the_variable(monkeypatch, name, var, value):
     monkeypatch.setenv(var, value)
