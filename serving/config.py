@@ -50,6 +50,7 @@ class Settings:
     # the running batch has drained (docs/serving.md, "Continuous batching").
     batching: str = "continuous"
     threads: int = 0  # 0: all cores
+    ort_arena: bool = False  # ONNX Runtime's CPU memory arena (off: the worker returns what a batch used)
     # -- security settings (docs/security.md) --
     # CDS Hooks without configured JWT issuers refuses every call unless this development switch is on.
     cds_allow_unsigned: bool = False
@@ -85,6 +86,7 @@ class Settings:
             max_batch=_int("BALANCEDBIO_MAX_BATCH", 8),
             batching=_choice("BALANCEDBIO_BATCHING", ("continuous", "static"), "continuous"),
             threads=_int("BALANCEDBIO_ORT_THREADS", 0, low=0),
+            ort_arena=_flag("BALANCEDBIO_ORT_ARENA"),
             cds_allow_unsigned=_flag("BALANCEDBIO_CDS_ALLOW_UNSIGNED"),
             fhir_servers=fhir_servers(),
             metrics_access=_choice("BALANCEDBIO_METRICS_ACCESS", ("open", "key", "reduced"), "open"),

@@ -70,9 +70,11 @@ class BalancedBio:
 
     def __init__(self) -> None:
         from clinical.phi import install_log_redaction
+        from serving.heap import map_large_blocks
 
         # BentoML has configured the worker's log handlers by now; scrub PHI from every line they write.
         install_log_redaction()
+        map_large_blocks()  # before the engine loads: a batch's large buffers are returned when freed
         self.settings = SETTINGS
         self.store = Store(SETTINGS.db_url, store_raw=SETTINGS.store_raw)
         self.keys = KeyRing(SETTINGS.api_keys)
@@ -94,7 +96,7 @@ class BalancedBio:
                 log.info("%s (a minute or two, once)", why)
                 directory = ensure_base_export()
             engine = OnnxEngine(directory, threads=SETTINGS.threads or None, max_batch=SETTINGS.max_batch,
-                                batching=SETTINGS.batching)
+                                batching=SETTINGS.batching, memory_arena=SETTINGS.ort_arena)
             engine.start()
             self._load_guardrails()
             self.engine, self.loaded_at = engine, int(time.time())

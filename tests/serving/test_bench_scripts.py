@@ -29,7 +29,7 @@ def stub():
     """A loopback stand-in for /v1/chat/completions: `stub.fail` answers 500, `stub.delay` sleeps first."""
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
+            server.budgets.append(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["max_tokens"])
             time.sleep(server.delay)
             body = json.dumps({"usage": {"completion_tokens": 3}}).encode()
             self.send_response(500 if server.fail else 200)
@@ -42,7 +42,7 @@ def stub():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.fail, server.delay = False, 0.0
+    server.fail, server.delay, server.budgets = False, 0.0, []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     server.url = f"http://127.0.0.1:{server.server_address[1]}"
@@ -69,6 +69,21 @@ def test_load_level_is_bounded_and_counts_errors(stub, name, clients, budget, se
                         {"prompt_tokens": 9, "completion_tokens": 4, "repeats": 3, "engine_s": 1.0, "http_s": 1.05,
                          "ratio": 1.05, "pair_ratio_median": 1.04}, [level])
     assert "**1.050** | 1.040 |" in table and f"| {clients} | {level['requests']} | {level['errors']} |" in table
+
+
+def test_a_load_level_cycles_its_token_budgets_over_the_requests(stub):
+    load = _load("serving_load")
+    level = load.load_level(stub.url, 1, 5, 30, max_tokens=[16, 96])
+    assert level["ok"] == 5 and stub.budgets == [16, 96, 16, 96, 16]
+
+
+def test_the_batching_bench_reports_continuous_against_static_per_level():
+    bench = _load("batching_load")
+    level = lambda mode, rps, p95: {"mode": mode, "clients": 4, "requests": 8, "errors": 0, "requests_per_s": rps,  # noqa: E731
+                                    "tokens_per_s": 10 * rps, "p50_s": p95 / 2, "p95_s": p95, "hit_deadline": False}
+    table = bench.report([{"static": [level("static", 0.5, 4.0)], "continuous": [level("continuous", 0.75, 3.0)]}],
+                         types.SimpleNamespace(threads=1, max_tokens="16,96"))
+    assert "| 1 | 4 | continuous | 8 | 0 | 0.75 | 7.5 | 1500 ms | 3000 ms | **1.50x** | 0.75x |" in table
 
 
 @pytest.mark.parametrize("name,module,arch,message", [
