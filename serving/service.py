@@ -118,8 +118,10 @@ class BalancedBio:
         A pipeline that cannot load is logged here; its check then fails closed on every request."""
         from clinical import deid
         from clinical.guardrails import context
+        from clinical.knowledge.drugs import DRUGS
 
-        for name, load in (("negation context", context.load), ("de-identification", deid.load)):
+        for name, load in (("negation context", context.load), ("de-identification", deid.load),
+                           ("drug dictionary", DRUGS.get)):
             try:
                 load()
             except Exception:

@@ -147,18 +147,19 @@ def _copy_companions(fp32_dir: Path, out: Path) -> None:
 
 
 def _quantize_int4(fp32_dir: Path, out: Path, block_size: int = 32,
-                   accuracy_level: int = INT4_ACCURACY_LEVEL) -> None:
+                   accuracy_level: int = INT4_ACCURACY_LEVEL, symmetric: bool = True) -> None:
     """Int4 weight-only (MatMulNBits): the lever against llama.cpp's 4-bit GGUF on a CPU.
 
-    Only MatMul weights are quantised (symmetric, one fp scale per `block_size` inputs, no zero
-    point); the graph's activations stay float. accuracy_level 4 lets the CPU kernel quantise
+    Only MatMul weights are quantised (one fp scale per `block_size` inputs; symmetric, or with a
+    zero point per block when `symmetric` is False, the layout of the GGUF's Q4_1 the embedded weights
+    come from); the graph's activations stay float. accuracy_level 4 lets the CPU kernel quantise
     activations to int8 inside the dot products, as llama.cpp's Q4 kernels do (q8 activations);
     0 would keep them fp32 there too."""
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     model = onnx.load(str(fp32_dir / FP32_FILE))  # external data (a >2 GB graph) is loaded with it
-    quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=block_size, is_symmetric=True,
+    quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=block_size, is_symmetric=symmetric,
                                      accuracy_level=accuracy_level or None)
     quantizer.process()
     out.mkdir(parents=True, exist_ok=True)
@@ -308,6 +309,12 @@ def write_card(out: Path, card: dict) -> None:
             for key, value in caps["fp32"].items():
                 lines.append(f"| {key} | {value:.3f} | " + " | ".join(
                     f"{caps[v].get(key, 0.0):.3f} | {caps['delta'][v][key]:+.3f}" for v in quant) + " |")
+    for variant, verdict in (card.get("acceptance") or {}).items():  # training.quantization's paired evidence
+        lines += ["", f"## {variant} against fp32: {'accepted' if verdict['accepted'] else 'not accepted'} "
+                  f"(tolerance {verdict['tolerance']})", "", verdict["reason"], "",
+                  "| score | n | fp32 | variant | diff [95%] |", "|---|---:|---:|---:|---|"]
+        lines += [f"| {r['benchmark']}/{r['metric']} | {r['n']} | {r['base']:.3f} | {r['aligned']:.3f} | "
+                  f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] |" for r in verdict["rows"]]
     if card.get("run"):
         lines += ["", "## Training run", "", "```json", json.dumps(card["run"], indent=2, default=str)[:3000], "```"]
     lines += ["", "## Files (sha256)", ""] + [f"- `{k}` {v}" for k, v in card["files"].items()]
@@ -356,7 +363,8 @@ def choose_variant(requested: Sequence[str], report: dict, tolerance: float) -> 
 def export_model(model_dir: str | Path, out_dir: str | Path, int8: bool = False, parity: bool = True,
                  n_prompts: int = 8, max_new_tokens: int = 32,
                  capability_records: str | Path | None = CAPABILITY_SAMPLE, int8_tolerance: float = 0.05,
-                 capability_tokens: int = 96, int4: bool = False, int4_block_size: int = 32) -> ExportResult:
+                 capability_tokens: int = 96, int4: bool = False, int4_block_size: int = 32,
+                 int4_symmetric: bool = True) -> ExportResult:
     """Export `model_dir` (a run directory, a model folder or an embedded model name) to `out_dir`.
 
     Returns an `ExportResult` (usable as a path: `os.fspath(result)` is `out_dir`). Raises
@@ -381,7 +389,7 @@ def export_model(model_dir: str | Path, out_dir: str | Path, int8: bool = False,
     if int8:
         _quantize_int8(fp32_dir, quantized["int8"])
     if int4:
-        _quantize_int4(fp32_dir, quantized["int4"], block_size=int4_block_size)
+        _quantize_int4(fp32_dir, quantized["int4"], block_size=int4_block_size, symmetric=int4_symmetric)
     report = {}
     if parity:
         report = check_parity(source.model_dir, fp32_dir, quantized, n_prompts=n_prompts, max_new_tokens=max_new_tokens,
@@ -396,7 +404,7 @@ def export_model(model_dir: str | Path, out_dir: str | Path, int8: bool = False,
         "serve_reason": why,
         "variants": {v: f"{v}/{VARIANT_FILES[v]}" for v in ("fp32", *quantized)},
         **({"quantization": {"int4": {"op": "MatMulNBits", "bits": 4, "block_size": int4_block_size,
-                                       "symmetric": True, "accuracy_level": INT4_ACCURACY_LEVEL}}} if int4 else {}),
+                                       "symmetric": int4_symmetric, "accuracy_level": INT4_ACCURACY_LEVEL}}} if int4 else {}),
         "source": {"reference": source.reference, "model_dir": str(source.model_dir),
                    "run_dir": str(source.run_dir) if source.run_dir else None},
         "run": _run_metadata(source.run_dir),
@@ -427,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write an int4 weight-only (MatMulNBits) variant; served before int8 if within tolerance")
     parser.add_argument("--int4-block-size", type=int, default=32, choices=[16, 32, 64, 128],
                         help="weights per int4 scale")
+    parser.add_argument("--int4-asymmetric", action="store_true",
+                        help="int4 with a zero point per block (as the GGUF's Q4_1) instead of symmetric")
     parser.add_argument("--tolerance", "--int8-tolerance", dest="tolerance", type=float, default=0.05,
                         help="largest capability-score drop (0-1) at which a quantised variant is still served")
     parser.add_argument("--no-parity", action="store_true", help="skip the parity check (not recommended)")
@@ -439,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = export_model(args.run, args.out, int8=args.int8, parity=not args.no_parity, n_prompts=args.prompts,
                               max_new_tokens=args.max_new_tokens, capability_records=args.capability_records or None,
-                              int8_tolerance=args.tolerance, int4=args.int4, int4_block_size=args.int4_block_size)
+                              int8_tolerance=args.tolerance, int4=args.int4, int4_block_size=args.int4_block_size,
+                              int4_symmetric=not args.int4_asymmetric)
     except (ModelUnavailableError, ParityError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -202,3 +202,15 @@ def test_a_bad_per_request_setting_fails_its_caller_not_the_batch(engine, prompt
         engine.submit(prompts[0], SamplingParams(max_new_tokens=4, repetition_penalty=-1), lambda kind, value: None)
     assert list(engine.stream(prompts[0], SamplingParams(max_new_tokens=NEW_TOKENS)))[-1].text == \
         engine.tokenizer.decode(torch_greedy[0], skip_special_tokens=True)
+
+
+def test_onnx_all_scores_log_likelihood_on_the_export_itself(base_export, tmp_path):
+    """A quantised variant must be judged on its own weights: `onnx-all` hands the evaluator the engine
+    for generation and log-likelihood alike, where `onnx` scores log-likelihood on PyTorch."""
+    from training.evaluate.engines import SplitLM, load_for_eval
+
+    whole = load_for_eval("smollm2-135m", "onnx-all", onnx_dir=str(base_export), threads=1)
+    assert isinstance(whole, OnnxEngine) and whole.engine.startswith("onnx-all")
+    assert isinstance(load_for_eval("smollm2-135m", "onnx", onnx_dir=str(base_export), threads=1), SplitLM)
+    with pytest.raises(ValueError, match="--engine onnx-all: no ONNX export"):
+        load_for_eval(str(tmp_path), "onnx-all")

@@ -105,6 +105,23 @@ def test_quantised_variant_served_only_within_tolerance(name, requested, delta, 
     assert chosen == serve and reason in why
 
 
+def test_asymmetric_int4_stores_a_zero_point_per_block_and_decodes(exported, tmp_path):
+    """The GGUF's Q4_1 layout (a scale and an offset per 32 weights), which the symmetric int4 lacks."""
+    import onnx
+
+    from serving.engine import OnnxEngine
+    from training.export import _quantize_int4
+
+    _quantize_int4(exported.out_dir / "fp32", tmp_path / "int4", symmetric=False)
+    graph = onnx.load(str(tmp_path / "int4" / "model_int4.onnx")).graph
+    nbits = [n for n in graph.node if n.op_type == "MatMulNBits"]
+    assert nbits and all(len(n.input) >= 4 and n.input[3] for n in nbits)  # every block has its zero point
+    engine = OnnxEngine(tmp_path / "int4", threads=1)
+    prompt = engine.encode(engine.chat_prompt([{"role": "user", "content": "What does HbA1c measure?"}]))
+    tokens = engine.greedy_tokens(prompt, 4)
+    assert tokens and all(0 <= t < len(engine.tokenizer) for t in tokens)
+
+
 def test_quantised_folders_get_tokenizer_and_config_but_no_fp32_weights(tmp_path):
     fp32, out = tmp_path / "fp32", tmp_path / "int4"
     fp32.mkdir(), out.mkdir()

@@ -49,7 +49,9 @@ class EvalConfig:
         "help": "Generation budget; default per benchmark (16 multiple choice, 512 IFEval, 256 capabilities)."})
     engine: str = field(default="auto", metadata={
         "help": "Generation engine: auto (the ONNX Runtime engine when an export of --model exists, else PyTorch), "
-                "torch, or onnx. Log-likelihood always runs on PyTorch.", "choices": ["auto", "torch", "onnx"]})
+                "torch, or onnx; log-likelihood then runs on PyTorch. onnx-all scores log-likelihood on the export "
+                "too: use it for a quantised variant (--onnx_dir EXPORT/int8), whose weights PyTorch does not have.",
+        "choices": ["auto", "torch", "onnx", "onnx-all"]})
     onnx_dir: str | None = field(default=None, metadata={
         "help": "ONNX export folder to generate with (default: the cached export of --model, or RUN/onnx)."})
     threads: int | None = field(default=None, metadata={

@@ -16,7 +16,9 @@ from typing import Sequence
 
 from training.evaluate.lm import LanguageModel, load_language_model
 
-ENGINES = ("auto", "torch", "onnx")
+# onnx-all: generation and log-likelihood both on the export, which is how a quantised variant must be
+# judged (its weights are not PyTorch's); one request at a time, so slower than the split.
+ENGINES = ("auto", "torch", "onnx", "onnx-all")
 
 
 class SplitLM:
@@ -67,8 +69,8 @@ def load_for_eval(model: str, engine: str = "auto", onnx_dir: str | None = None,
     if engine not in ENGINES:
         raise ValueError(f"--engine takes one of {ENGINES}, got {engine!r}")
     export = Path(onnx_dir) if onnx_dir else (find_export(model) if engine != "torch" else None)
-    if engine == "onnx" and export is None:
-        raise ValueError(f"--engine onnx: no ONNX export of {model!r} found; export it with "
+    if engine in ("onnx", "onnx-all") and export is None:
+        raise ValueError(f"--engine {engine}: no ONNX export of {model!r} found; export it with "
                          "`python -m training.export --run RUN_OR_MODEL --out DIR` and pass --onnx_dir DIR")
     if engine == "torch" or export is None:
         lm = load_language_model(model, max_batch_tokens=max_batch_tokens, progress=progress)
@@ -77,4 +79,7 @@ def load_for_eval(model: str, engine: str = "auto", onnx_dir: str | None = None,
     from serving.engine import OnnxEngine
 
     generator = OnnxEngine(export, threads=threads, prefer_gpu=True)
+    if engine == "onnx-all":
+        generator.engine = f"onnx-all ({generator.directory}, {generator.provider})"
+        return generator
     return SplitLM(generator, model, max_batch_tokens=max_batch_tokens, progress=progress)

@@ -79,3 +79,14 @@ def test_find_drugs_none(kb, text):
 def test_canonical_names_missing_from_the_variant_map_still_resolve(name):
     drug = get_knowledge_base().normalize_drug(name)
     assert drug is not None and drug.name == name
+
+
+def test_the_unused_fuzzy_index_is_dropped_and_exact_mentions_still_resolve():
+    """Matching is exact, so the package's fuzzy n-gram index (about 180 MB a process) is not kept."""
+    from drug_named_entity_recognition import drugs_finder
+
+    from clinical.knowledge.drugs import find_drugs
+
+    mentions = find_drugs("On Coumadin, asked about ibuprofen.")
+    assert [(m.text, m.drug.name) for m in mentions] == [("Coumadin", "warfarin"), ("ibuprofen", "ibuprofen")]
+    assert not drugs_finder.ngram_to_variant and not drugs_finder.variant_to_ngrams
