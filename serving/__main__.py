@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=3000)
-    parser.add_argument("--int8", action="store_true", help="export int8 too (served only within tolerance)")
+    parser.add_argument("--int8", action="store_true",
+                        help="export int8 too (served only once `python -m training.quantization` accepts it)")
     parser.add_argument("--train-if-missing", action="store_true", help="run the default training when no run exists")
     parser.add_argument("--smoke", action="store_true", help="start, check, print the URLs, stop")
     args = parser.parse_args(argv)
