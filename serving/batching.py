@@ -76,12 +76,13 @@ class DecodeBatch:
 
 
 def admit(queue_get: Callable[[float | None], object], capacity: int, window_s: float, running: bool,
-          stop: object = None) -> tuple[list, bool]:
+          stop: object = None, idle_wait: float | None = None) -> tuple[list, bool]:
     """Requests to start now, and whether the stop signal came.
 
-    With nothing running, wait for a first request and then up to `window_s` for more (so requests
-    sent together share one prefill); with rows running, take only what is already waiting, so the
-    running rows are not held up. `queue_get(timeout)` raises queue.Empty when nothing came."""
+    With nothing running, wait for a first request (at most `idle_wait` seconds; None: until one
+    comes) and then up to `window_s` for more (so requests sent together share one prefill); with
+    rows running, take only what is already waiting, so the running rows are not held up.
+    `queue_get(timeout)` raises queue.Empty when nothing came."""
     import queue
     import time
 
@@ -91,7 +92,7 @@ def admit(queue_get: Callable[[float | None], object], capacity: int, window_s: 
     deadline = None
     while len(jobs) < capacity:
         if not jobs and not running:
-            timeout = None  # idle: block for the first request
+            timeout = idle_wait  # idle: wait for the first request
         elif running:
             timeout = 0.0
         else:

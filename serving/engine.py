@@ -36,6 +36,7 @@ from typing import AsyncIterator, Callable, Iterator, Sequence
 import numpy as np
 
 from serving.batching import BATCHING_MODES, DecodeBatch, admit
+from serving.heap import IDLE_RELEASE_INTERVAL_S, release_free_memory
 from training.evaluate.decoding import DecodingConfig, eos_ids, explicit_from_env
 
 log = logging.getLogger("balancedbio.engine")
@@ -99,9 +100,10 @@ def _session(path: Path, threads: int | None, prefer_gpu: bool, memory_arena: bo
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    # ONNX Runtime's CPU arena keeps every block it ever grew to: a worker serving the 135M model held
-    # ~1.34-1.57 GB after a few batched decodes with it and ~1.18-1.24 GB without, at the same decode
-    # time (docs/serving.md, "Worker memory"). Off unless asked for.
+    # ONNX Runtime's CPU arena keeps every block it ever grew to: a process holding this engine (with
+    # torch and transformers) was at 1,335-1,566 MB after three batches of 8 with it and 1,182-1,237 MB
+    # without, at the same decode time, three processes each. Off unless asked for (docs/serving.md,
+    # "Worker memory", has the service's figures).
     options.enable_cpu_mem_arena = memory_arena
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # One op at a time, each spread over the cores: decoding is a chain of small matmuls.
@@ -337,14 +339,23 @@ class OnnxEngine:
 
     def _serve(self) -> None:
         batch: DecodeBatch | None = None
-        stopping = False
+        stopping, released, used = False, 0.0, False
         while not stopping or batch is not None:
+            idle_wait = None  # how long an idle worker waits for a request before it releases memory
+            if batch is None and used:
+                # Idle after work: the batches' caches and buffers go back to the system
+                # (serving/heap.py), at most every IDLE_RELEASE_INTERVAL_S.
+                idle_wait = released + IDLE_RELEASE_INTERVAL_S - time.monotonic()
+                if idle_wait <= 0:
+                    release_free_memory()
+                    released, used, idle_wait = time.monotonic(), False, None
             capacity = 0 if stopping else self.max_batch - (len(batch) if batch is not None else 0)
             if self.batching == "static" and batch is not None:
                 capacity = 0  # static batching: newcomers wait until the running batch has drained
             jobs, stop = admit(lambda timeout: self._queue.get(timeout=timeout), capacity, self.batch_window,
-                               running=batch is not None)
+                               running=batch is not None, idle_wait=idle_wait)
             stopping = stopping or stop
+            used = used or bool(jobs)
             if jobs:
                 started = self._guarded(jobs, self._start, jobs)
                 if started is not None and batch is not None:

@@ -31,6 +31,7 @@ with bentoml.importing():
     from serving.auth import ApiError, BodyLimit, KeyRing, RateLimiter
     from serving.config import ensure_base_export, find_model
     from serving.engine import OnnxEngine
+    from serving.heap import release_free_memory
     from serving.middleware import Guard, RequestMetrics
     from serving.routes import chat, consult, feedback, fhir
     from serving.routes.common import ERRORS, SETTINGS, count, install_error_handlers, metrics, set_service
@@ -70,11 +71,9 @@ class BalancedBio:
 
     def __init__(self) -> None:
         from clinical.phi import install_log_redaction
-        from serving.heap import map_large_blocks
 
         # BentoML has configured the worker's log handlers by now; scrub PHI from every line they write.
         install_log_redaction()
-        map_large_blocks()  # before the engine loads: a batch's large buffers are returned when freed
         self.settings = SETTINGS
         self.store = Store(SETTINGS.db_url, store_raw=SETTINGS.store_raw)
         self.keys = KeyRing(SETTINGS.api_keys)
@@ -99,6 +98,7 @@ class BalancedBio:
                                 batching=SETTINGS.batching, memory_arena=SETTINGS.ort_arena)
             engine.start()
             self._load_guardrails()
+            release_free_memory()  # what loading the graph and the pipelines freed (serving/heap.py)
             self.engine, self.loaded_at = engine, int(time.time())
             log.info("serving %s (aligned=%s, %s) from %s on %s", engine.name, engine.aligned, why, directory,
                      engine.provider)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -82,6 +83,13 @@ ADMISSIONS = [
     ("a full batch admits no one", ["a"], 0, True, [], False),
     ("the stop signal ends admission", ["a", None, "b"], 8, False, ["a"], True),
 ]
+
+
+def test_an_idle_wait_ends_without_a_request():
+    q = _queue_of()
+    started = time.monotonic()
+    assert admit(lambda timeout: q.get(timeout=timeout), 8, 0.01, running=False, idle_wait=0.2) == ([], False)
+    assert 0.15 <= time.monotonic() - started < 5
 
 
 @pytest.mark.parametrize("queued, capacity, running, jobs, stop", [c[1:] for c in ADMISSIONS],

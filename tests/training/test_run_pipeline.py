@@ -188,6 +188,8 @@ STANDARD_STAGES = ["--preset", "tiny", "--rm_steps", "0", "--eval_benchmarks", "
                    # callback must stop after `patience` more evaluations on any machine, long before --sft_steps.
                    "--sft_steps", "30", "--sft_eval_steps", "1", "--sft_patience", "2", "--sft_eval_records", "4",
                    "--sft_learning_rate", "0",
+                   # The standard preset's data mix: the short knowledge and reasoning records repeated.
+                   "--sft_passes", "knowledge=3,reasoning=2,integration=0.5",
                    # GRPO under a wall-clock budget that the first step already spends: it stops there, saved.
                    "--grpo_steps", "20", "--grpo_budget_minutes", "0.001", "--save_steps", "1",
                    # Stages in this process: the other path of run_stage (the fixture's run takes the child processes).
