@@ -15,25 +15,19 @@ drift between rounds does not enter them.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import serving_load as load  # noqa: E402  (bench/serving_load.py: its Server, load levels and their parsing)
+
 MODES = ("static", "continuous")
 
 
-def _serving_load():
-    spec = importlib.util.spec_from_file_location("bench_serving_load", BENCH / "serving_load.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_mode(load, model: Path, mode: str, args, clients: list[int], budgets: list[int], max_tokens: list[int]) -> list[dict]:
+def run_mode(model: Path, mode: str, args, clients: list[int], budgets: list[int], max_tokens: list[int]) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix=f"balancedbio-batching-{mode}-") as tmp:
         server = load.Server(model, args.threads, max(max_tokens), Path(tmp), env={"BALANCEDBIO_BATCHING": mode})
         try:
@@ -84,20 +78,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="static then continuous, this many times")
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
-    clients = [int(c) for c in args.clients.split(",")]
-    budgets = [int(r) for r in args.requests.split(",")]
-    budgets = budgets * len(clients) if len(budgets) == 1 else budgets
+    clients, budgets = load.load_levels(parser, args)
     max_tokens = [int(t) for t in args.max_tokens.split(",")]
-    if len(budgets) != len(clients):
-        parser.error("--requests takes one value or one per --clients level")
     if args.rounds < 1 or any(t < 1 for t in max_tokens):
         parser.error("--rounds and every --max-tokens value must be at least 1")
 
-    load = _serving_load()
     from serving.config import ensure_base_export
 
     model = Path(args.model) if args.model else ensure_base_export()
-    rounds = [{mode: run_mode(load, model, mode, args, clients, budgets, max_tokens) for mode in MODES}
+    rounds = [{mode: run_mode(model, mode, args, clients, budgets, max_tokens) for mode in MODES}
               for _ in range(args.rounds)]
     print(report(rounds, args))
     if args.json:

@@ -196,6 +196,16 @@ def report(args, model: Path, over: dict, levels: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def load_levels(parser: argparse.ArgumentParser, args) -> tuple[list[int], list[int]]:
+    """--clients and --requests as (clients per level, request budget per level)."""
+    clients = [int(c) for c in args.clients.split(",")]
+    budgets = [int(r) for r in args.requests.split(",")]
+    budgets = budgets * len(clients) if len(budgets) == 1 else budgets
+    if len(budgets) != len(clients):
+        parser.error("--requests takes one value or one per --clients level")
+    return clients, budgets
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="export folder to serve (default: the exported base model)")
@@ -208,11 +218,7 @@ def main() -> int:
                         help="wall-time bound per load level, and for the overhead runs")
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
-    clients = [int(c) for c in args.clients.split(",")]
-    budgets = [int(r) for r in args.requests.split(",")]
-    budgets = budgets * len(clients) if len(budgets) == 1 else budgets
-    if len(budgets) != len(clients):
-        parser.error("--requests takes one value or one per --clients level")
+    clients, budgets = load_levels(parser, args)
 
     from serving.config import ensure_base_export
 

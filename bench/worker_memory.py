@@ -20,7 +20,6 @@ by its process group. With matplotlib installed, --plot writes resident set over
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -30,36 +29,28 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def rss_mb(pid: int | str = "self") -> float:
+def rss_mb(pid: int | None = None) -> float:
+    """Resident set of a process (this one by default) in MiB; 0 once it has gone."""
+    import psutil  # a dependency of BentoML, as in serving.__main__.stop_server
+
     try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except psutil.NoSuchProcess:
+        return 0.0
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (BentoML's arbiter starts the worker as a child)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                parent = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
+def worker_rss_mb(server_pid: int) -> float:
+    """The largest resident set under the server: BentoML's arbiter starts the worker as a child."""
+    import psutil
+
+    try:
+        return max((rss_mb(p.pid) for p in psutil.Process(server_pid).children(recursive=True)), default=0.0)
+    except psutil.NoSuchProcess:
+        return 0.0
 
 
 def components() -> list[tuple[str, float]]:
@@ -99,14 +90,9 @@ def components() -> list[tuple[str, float]]:
     return steps
 
 
-def _serving_load():
-    spec = importlib.util.spec_from_file_location("bench_serving_load", REPO / "bench" / "serving_load.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_run(variant: str, args) -> dict:
+    import serving_load as load  # bench/serving_load.py: its Server and load levels
 
-
-def load_run(variant: str, args, load) -> dict:
     from serving.config import ensure_base_export
 
     model = Path(args.model) if args.model else ensure_base_export()
@@ -116,8 +102,7 @@ def load_run(variant: str, args, load) -> dict:
         server = load.Server(model, args.threads, 96, Path(tmp), env=env)
         try:
             server.wait_ready()
-            worker = lambda: max((rss_mb(p) for p in descendants(server.proc.pid)), default=0.0)  # noqa: E731
-            ready = worker()
+            ready = worker_rss_mb(server.proc.pid)
             samples: list[tuple[float, float]] = []
             result: dict = {}
             seconds = args.minutes * 60
@@ -126,7 +111,7 @@ def load_run(variant: str, args, load) -> dict:
             start = time.monotonic()
             traffic.start()
             while traffic.is_alive() and time.monotonic() - start < seconds + 360:
-                samples.append((time.monotonic() - start, worker()))
+                samples.append((time.monotonic() - start, worker_rss_mb(server.proc.pid)))
                 traffic.join(timeout=2)
         except Exception:
             print(server.log(), file=sys.stderr)
@@ -163,11 +148,10 @@ def main() -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(steps, indent=2))
         return 0
-    load = _serving_load()
     variants = args.variant or ["as configured="]
     if any("=" not in v for v in variants):
         parser.error("--variant takes NAME=VAR=VALUE,..., e.g. 'arena on=BALANCEDBIO_ORT_ARENA=1'")
-    runs = [load_run(v, args, load) for v in variants]
+    runs = [load_run(v, args) for v in variants]
     print(f"worker resident set, {args.clients} clients for {args.minutes:g} min, {args.threads} ORT thread(s)\n")
     print("| variant | requests | errors | requests/s | at ready | peak | at the end | drift (last minute - second) |")
     print("|---|---|---|---|---|---|---|---|")

@@ -12,6 +12,8 @@ The cache layout is the exported graph's: one array per past_key_values input, e
 
 from __future__ import annotations
 
+import queue
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -83,9 +85,6 @@ def admit(queue_get: Callable[[float | None], object], capacity: int, window_s: 
     comes) and then up to `window_s` for more (so requests sent together share one prefill); with
     rows running, take only what is already waiting, so the running rows are not held up.
     `queue_get(timeout)` raises queue.Empty when nothing came."""
-    import queue
-    import time
-
     jobs: list = []
     if capacity <= 0:
         return jobs, False

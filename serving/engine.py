@@ -349,16 +349,17 @@ class OnnxEngine:
                 if idle_wait <= 0:
                     release_free_memory()
                     released, used, idle_wait = time.monotonic(), False, None
-            capacity = 0 if stopping else self.max_batch - (len(batch) if batch is not None else 0)
-            if self.batching == "static" and batch is not None:
-                capacity = 0  # static batching: newcomers wait until the running batch has drained
+            running = batch is not None
+            # Static batching: newcomers wait until the running batch has drained.
+            closed = stopping or (running and self.batching == "static")
+            capacity = 0 if closed else self.max_batch - (len(batch) if running else 0)
             jobs, stop = admit(lambda timeout: self._queue.get(timeout=timeout), capacity, self.batch_window,
-                               running=batch is not None, idle_wait=idle_wait)
+                               running=running, idle_wait=idle_wait)
             stopping = stopping or stop
             used = used or bool(jobs)
             if jobs:
                 started = self._guarded(jobs, self._start, jobs)
-                if started is not None and batch is not None:
+                if started is not None and running:
                     self.joined_running += len(started)
                 batch = started.merged(batch) if started is not None else batch
             if batch is not None:

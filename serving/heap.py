@@ -20,27 +20,20 @@ import logging
 log = logging.getLogger("balancedbio.heap")
 
 IDLE_RELEASE_INTERVAL_S = 10.0
-_libc = None
-
-
-def _c_library():
-    global _libc
-    if _libc is None:
-        try:
-            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        except OSError:
-            _libc = False
-    return _libc
+_trim = None  # glibc's malloc_trim, resolved on first use; False where the C library has none
 
 
 def release_free_memory() -> bool:
     """Return the free pages of every malloc arena to the system (glibc's malloc_trim); False, with a
-    log line once, where the C library has no malloc_trim."""
-    libc = _c_library()
-    trim = getattr(libc, "malloc_trim", None) if libc else None
-    if trim is None:
-        if libc is not False:
+    log line the first time, where the C library has no malloc_trim."""
+    global _trim
+    if _trim is None:
+        try:
+            _trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _trim = False
             log.info("malloc_trim is not available (not glibc?): freed memory stays with the worker")
+    if _trim is False:
         return False
-    trim(0)
+    _trim(0)
     return True

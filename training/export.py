@@ -310,15 +310,20 @@ def write_card(out: Path, card: dict) -> None:
                 lines.append(f"| {key} | {value:.3f} | " + " | ".join(
                     f"{caps[v].get(key, 0.0):.3f} | {caps['delta'][v][key]:+.3f}" for v in quant) + " |")
     for variant, verdict in (card.get("acceptance") or {}).items():  # training.quantization's paired evidence
-        lines += ["", f"## {variant} against fp32: {'accepted' if verdict['accepted'] else 'not accepted'} "
-                  f"(tolerance {verdict['tolerance']})", "", verdict["reason"], "",
-                  "| score | n | fp32 | variant | diff [95%] |", "|---|---:|---:|---:|---|"]
-        lines += [f"| {r['benchmark']}/{r['metric']} | {r['n']} | {r['base']:.3f} | {r['aligned']:.3f} | "
-                  f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] |" for r in verdict["rows"]]
+        lines += ["", *acceptance_markdown(variant, verdict)]
     if card.get("run"):
         lines += ["", "## Training run", "", "```json", json.dumps(card["run"], indent=2, default=str)[:3000], "```"]
     lines += ["", "## Files (sha256)", ""] + [f"- `{k}` {v}" for k, v in card["files"].items()]
     (out / CARD_MD).write_text("\n".join(lines) + "\n")
+
+
+def acceptance_markdown(variant: str, verdict: dict) -> list[str]:
+    """One variant's paired evidence against fp32 (`training.quantization`'s verdict, as the card keeps it)."""
+    lines = [f"## {variant} against fp32: {'accepted' if verdict['accepted'] else 'not accepted'} "
+             f"(tolerance {verdict['tolerance']})", "", verdict["reason"], "",
+             "| score | n | fp32 | variant | diff [95%] | p |", "|---|---:|---:|---:|---|---:|"]
+    return lines + [f"| {r['benchmark']}/{r['metric']} | {r['n']} | {r['base']:.3f} | {r['aligned']:.3f} | "
+                    f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | {r['p']:.3g} |" for r in verdict["rows"]]
 
 
 def refresh_card_run(out: Path) -> dict | None:

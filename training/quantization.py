@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.export import CARD_JSON, QUANTIZED, VARIANT_FILES, write_card
+from training.export import CARD_JSON, QUANTIZED, VARIANT_FILES, acceptance_markdown, write_card
 from training.layout import read_json
 from training.paired import PairedRow, compare_evaluations
 
@@ -105,14 +105,7 @@ def record_in_card(export: Path, verdicts: list[VariantVerdict]) -> dict:
 
 
 def markdown(verdicts: list[VariantVerdict]) -> str:
-    lines = []
-    for v in verdicts:
-        lines += [f"## {v.variant}: {'accepted' if v.accepted else 'not accepted'} (tolerance {v.tolerance})", "",
-                  v.reason, "", "| score | n | fp32 | variant | diff [95%] | p |", "|---|---:|---:|---:|---|---:|"]
-        lines += [f"| {r.benchmark}/{r.metric} | {r.n} | {r.base:.3f} | {r.aligned:.3f} | {r.diff:+.3f} "
-                  f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}] | {r.p:.3g} |" for r in v.rows]
-        lines.append("")
-    return "\n".join(lines)
+    return "\n\n".join("\n".join(acceptance_markdown(v.variant, v.public())) for v in verdicts) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
