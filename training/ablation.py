@@ -56,8 +56,14 @@ def run_ablation(config: RunConfig, run_dir: Path, docs: Path | None = Path("doc
             model, train_time = arms[arm]
             if config.ablation_from:
                 adopt_pipeline_run(config, Path(config.ablation_from), run)
+            onnx = {}
+            if config.export and config.eval_engine != "torch" and arm != "base" and run.done(f"eval_{arm}") is None:
+                # A trained arm generates on its own export, as the pipeline's evaluation does: the same
+                # graph and decoding as the arms adopted from a run, and faster than PyTorch.
+                onnx = {"onnx_dir": stages.run_stage(f"export_{arm}", "export", label=f"export {arm}", model=model,
+                                                     stage=f"export_{arm}")["onnx"]}
             scores = stages.run_stage(f"eval_{arm}", "eval", label=f"evaluate {arm}", model=model, data=data,
-                                      stage=f"eval_{arm}")["scores"]
+                                      stage=f"eval_{arm}", **onnx)["scores"]
             results[arm] = {"scores": scores, "train_time_s": train_time, **arm_intervals(run.stage_dir(f"eval_{arm}"))}
     paired = {(a, b): compare_evaluations(run.stage_dir(f"eval_{a}"), run.stage_dir(f"eval_{b}"), seed=config.seed)
               for a, b in PAIRS}

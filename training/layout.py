@@ -7,6 +7,7 @@
       plots/                 PNGs drawn from metrics.jsonl
       final/                 the aligned model (merged, save_pretrained): export and serving take it from here
       onnx/                  the ONNX export of final/ with its model card
+      export_<arm>/onnx/     an ablation arm's own export, which its evaluation generates on
       ablation.md            the ablation's table (ablation runs only)
       alignment.json         aligned - base, paired, per capability and benchmark (--eval_base runs only)
       <stage>/               one folder per stage (data, base, sft, reward_model, grpo, eval, ...):
@@ -86,6 +87,10 @@ class RunLayout:
 
     def stage_model(self, stage: str) -> Path:
         return self.stage_dir(stage) / "final"
+
+    def stage_export(self, stage: str) -> Path:
+        """Where an export stage other than the run's own (`onnx/`) writes: an ablation arm's graph."""
+        return self.stage_dir(stage) / "onnx"
 
     def eval_report(self, stage: str = "eval") -> Path:
         return self.stage_dir(stage) / "report.json"

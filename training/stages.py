@@ -239,11 +239,14 @@ def stage_evaluate(config, run: RunDirectory, progress: Progress | None = None, 
     return {"scores": scores, "report": str(run.eval_report(stage))}
 
 
-def stage_export(config, run: RunDirectory, progress: Progress | None = None, *, model: str) -> dict:
+def stage_export(config, run: RunDirectory, progress: Progress | None = None, *, model: str,
+                 stage: str = "export") -> dict:
     from training.export import export_model
 
-    # runs/NAME/onnx is where `python -m serving` looks for a run's export (and reuses it).
-    result = export_model(run.path, run.onnx)
+    # runs/NAME/onnx is where `python -m serving` looks for a run's export (and reuses it); another
+    # export stage (an ablation arm) exports its own `model` into its stage folder.
+    source, out = (run.path, run.onnx) if stage == "export" else (model, run.stage_export(stage))
+    result = export_model(source, out)
     return {"onnx": str(result.out_dir), "serve": str(result.serve_dir)}
 
 

@@ -269,7 +269,8 @@ def test_ablation_from_a_finished_run_trains_only_what_that_run_lacks(standard_r
 
     source = RunLayout(standard_run)
     settings = {**json.loads(source.config.read_text()), "resume": None, "name": None}
-    config = RunConfig(**{**settings, "ablation": True, "ablation_from": str(standard_run)})
+    # With --export each arm trained here generates on its own ONNX export, as the run's evaluation did.
+    config = RunConfig(**{**settings, "ablation": True, "ablation_from": str(standard_run), "export": True})
     table = run_ablation(config, tmp_path / "ablation", docs=None)
     ablation = RunLayout(tmp_path / "ablation")
     # The run's SFT model and capability-aware GRPO are adopted, not trained again: same outputs, no checkpoints here.
@@ -281,7 +282,10 @@ def test_ablation_from_a_finished_run_trains_only_what_that_run_lacks(standard_r
     # Only the plain arm is trained, for the steps the run's GRPO took; SFT and plain GRPO are scored here.
     plain = json.loads(ablation.done_file("grpo").read_text())
     assert plain["steps"] == json.loads(source.done_file("grpo").read_text())["steps"]
-    assert ablation.eval_report("eval_sft").is_file() and ablation.eval_report("eval_grpo").is_file()
+    for arm in ("sft", "grpo"):
+        report = json.loads(ablation.eval_report(f"eval_{arm}").read_text())
+        assert report["engine"].startswith(f"onnx ({ablation.stage_export(f'export_{arm}')}"), report["engine"]
+    assert not ablation.stage_dir("export_capability_grpo").exists(), "an adopted evaluation needs no export"
     metrics = [json.loads(line) for line in ablation.metrics.read_text().splitlines()]
     assert any(r["stage"] == "capability_grpo" and r.get("adopted_from") == str(standard_run) for r in metrics)
     rows = {line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")}
