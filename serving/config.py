@@ -238,13 +238,13 @@ def ensure_base_export() -> Path:
     """Export the embedded base model once into the cache (fp32, parity-checked) and return its folder."""
     from filelock import FileLock
 
-    from training.export import export_model
+    from training.export import export_model, is_current
 
     target = base_export_dir()
-    if (target / "model_card.json").is_file():
+    if is_current(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):  # the tests and a server may ask at once
-        if not (target / "model_card.json").is_file():
+        if not is_current(target):  # absent, or made by an older format: made (again) once
             export_model("smollm2-135m", target, int8=False, n_prompts=4, max_new_tokens=16, capability_records=None)
     return target

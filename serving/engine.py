@@ -154,6 +154,9 @@ class OnnxEngine:
         self.kv_heads, self.head_dim = int(shape[1]), int(shape[3])
         self.kv_dtype = np.float16 if "float16" in inputs[self.past_names[0]].type else np.float32
         self.has_position_ids = "position_ids" in inputs
+        # An export with `logits_to_keep` (training/export_graph.py) computes the head for the positions
+        # asked for only; older exports compute it for every prompt position, and still work.
+        self.keeps_logits = "logits_to_keep" in {i.name for i in self.session.get_overridable_initializers()}
         self.present_names = ["present." + n[len("past_key_values."):] for n in self.past_names]
         # The model's generation config, as transformers' generate() reads it: generation_config.json
         # when the export carries one, else what the model config implies.
@@ -202,6 +205,8 @@ class OnnxEngine:
         if self.has_position_ids:
             feed["position_ids"] = positions
         feed.update(zip(self.past_names, past))
+        if self.keeps_logits:  # the next token needs the last position's logits only
+            feed["logits_to_keep"] = np.array([1], np.int64)
         outputs = self.session.run(["logits", *self.present_names], feed)
         return outputs[0][:, -1, :], outputs[1:]
 
@@ -465,7 +470,9 @@ class OnnxEngine:
             feed = {"input_ids": ids, "attention_mask": mask, **dict(zip(self.past_names, past))}
             if self.has_position_ids:
                 feed["position_ids"] = np.arange(ids.shape[1], dtype=np.int64)[None]
-            logits = self.session.run(["logits"], feed)[0][0, len(ctx) - 1:-1].astype(np.float64)
+            if self.keeps_logits:  # the positions that predict the continuation, and the last one
+                feed["logits_to_keep"] = np.array([len(cont) + 1], np.int64)
+            logits = self.session.run(["logits"], feed)[0][0, -len(cont) - 1:-1].astype(np.float64)
             logz = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
             out.append(float(sum(logits[k, t] - logz[k] for k, t in enumerate(cont))))
         return out

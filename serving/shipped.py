@@ -155,7 +155,9 @@ def ensure_adapter_export(adapter: ShippedAdapter, int8: bool = False) -> Path:
 
 
 def _done(onnx: Path) -> bool:
-    try:
-        return DONE_MARK in json.loads((onnx / "model_card.json").read_text())
-    except (OSError, json.JSONDecodeError):  # absent, or cut short by a kill: make it again
+    from training.export import is_current
+
+    try:  # absent, cut short by a kill, or in an older export format: made again
+        return DONE_MARK in json.loads((onnx / "model_card.json").read_text()) and is_current(onnx)
+    except (OSError, json.JSONDecodeError):
         return False

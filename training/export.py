@@ -29,10 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from training.export_graph import add_logits_to_keep
 from training.layout import RunLayout, read_json
 from training.models import EMBEDDED_MODELS, ModelUnavailableError, resolve_model
 
 CARD_JSON, CARD_MD = "model_card.json", "MODEL_CARD.md"
+# The export's layout version, in its card: 2 adds `logits_to_keep` (training/export_graph.py). A cache
+# holding an older export (the embedded base, a shipped adapter) is made again once.
+EXPORT_FORMAT = 2
 FP32_FILE, INT8_FILE, INT4_FILE = "model.onnx", "model_quantized.onnx", "model_int4.onnx"
 VARIANT_FILES = {"fp32": FP32_FILE, "int8": INT8_FILE, "int4": INT4_FILE}
 # Quantised variants, fastest first: the first requested one within tolerance is served.
@@ -116,6 +120,7 @@ def _onnx_export(model_dir: Path, out: Path) -> None:
     # greedy parity check below is the stricter test of what matters, so it replaces it.
     main_export(str(model_dir), out, task="text-generation-with-past", do_validation=False,
                 local_files_only=True)
+    add_logits_to_keep(out / FP32_FILE)  # generation computes the head for the last position only
     for name in ("SOURCE.txt",):  # provenance notes travel with the weights
         if (model_dir / name).is_file():
             shutil.copy2(model_dir / name, out / name)
@@ -216,10 +221,14 @@ def _chat_prompts(tokenizer, questions: list[str]) -> list[str]:
 
 
 def _load_ort(directory: Path, file_name: str):
+    import onnxruntime as ort
     from optimum.onnxruntime import ORTModelForCausalLM
 
+    options = ort.SessionOptions()
+    # ORT warns that `logits_to_keep` is an overridable initializer, which is what export_graph intends.
+    options.log_severity_level = 3
     return ORTModelForCausalLM.from_pretrained(directory, file_name=file_name, use_cache=True,
-                                               provider="CPUExecutionProvider")
+                                               provider="CPUExecutionProvider", session_options=options)
 
 
 def check_parity(model_dir: Path, fp32_dir: Path, quantized: dict[str, Path] | None = None, n_prompts: int = 8,
@@ -326,6 +335,15 @@ def acceptance_markdown(variant: str, verdict: dict) -> list[str]:
                     f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | {r['p']:.3g} |" for r in verdict["rows"]]
 
 
+def is_current(out: Path) -> bool:
+    """Whether `out` holds a finished export in this code's format (a cache older than it is made again)."""
+    try:
+        card = read_json(Path(out) / CARD_JSON)
+    except json.JSONDecodeError:  # cut short by a kill: make it again
+        return False
+    return card is not None and card.get("format", 1) >= EXPORT_FORMAT
+
+
 def refresh_card_run(out: Path) -> dict | None:
     """Fill the `run` section of the card in export folder `out` again from its run's files: the run
     exports before it evaluates (so the evaluation scores the served graph), and the evaluation's scores
@@ -409,6 +427,7 @@ def export_model(model_dir: str | Path, out_dir: str | Path, int8: bool = False,
     version_name = source.run_dir.name if source.run_dir else source.model_dir.name
     card = {
         "model_version": f"{version_name}-{serve}",
+        "format": EXPORT_FORMAT,
         "aligned": source.aligned,
         "serve": serve,
         "serve_reason": why,

@@ -93,5 +93,26 @@ def test_the_batching_bench_reports_continuous_against_static_per_level():
 def test_llama_cpp_skipped_with_a_reason(monkeypatch, name, module, arch, message):
     decode = _load("engine_decode")
     monkeypatch.setitem(sys.modules, "llama_cpp", module)  # None makes `import llama_cpp` raise ImportError
-    run, why = decode.llama_cpp_backend("embedded", arch, [1, 2, 3], threads=1)
+    run, why = decode.llama_cpp_backend("embedded", arch, threads=1)
     assert run is None and why.startswith("skipped llama.cpp") and message in why
+
+
+def test_the_side_by_side_table_gives_speed_ups_against_pytorch_and_llama_cpp():
+    decode = _load("engine_decode")
+    row = lambda rate, ttft, e2e: {"decode_tokens_per_s": rate, "ttft_s": ttft, "end_to_end_s": e2e}  # noqa: E731
+    results = {"pytorch eager fp32": row(10.0, 1.0, 8.0), "serving engine fp32": row(30.0, 0.25, 2.0),
+               "llama.cpp 0.3.36 (x.gguf)": row(60.0, 0.5, 4.0)}
+    table = decode.table(results, threads=1).splitlines()
+    # Decode is a rate (higher is faster), TTFT and end to end are times (lower is faster): both as speed-ups.
+    assert "| serving engine fp32 | 30.0 | 3.00x | 0.50x | 0.250 | 4.00x | 2.00x | 2.000 | 4.00x | 2.00x |" in table
+    assert "| pytorch eager fp32 | 10.0 | 1.00x | 0.17x | 1.000 | 1.00x | 0.50x | 8.000 | 1.00x | 0.50x |" in table
+
+
+def test_the_consult_prompt_reaches_its_length_without_overshooting_much():
+    from transformers import AutoTokenizer
+
+    from training.models import embedded_model_dir
+
+    decode = _load("engine_decode")
+    ids = decode.consult_ids(AutoTokenizer.from_pretrained(embedded_model_dir()), 300)
+    assert 300 <= len(ids) <= 310

@@ -70,6 +70,12 @@ def test_runs_on_the_machines_device_and_flags_the_base_model(engine):
     assert engine.aligned is False
 
 
+def test_the_base_export_computes_the_head_for_the_last_position_only(engine):
+    # So every parity test below covers the sliced head (training/export_graph.py), and the cached base
+    # export was made again when it predated it (serving.config.ensure_base_export).
+    assert engine.keeps_logits
+
+
 def test_greedy_tokens_match_pytorch(engine, prompts, torch_greedy):
     for ids, expected in zip(prompts, torch_greedy):
         assert engine.greedy_tokens(ids, NEW_TOKENS) == expected

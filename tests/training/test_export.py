@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from training.export import (CARD_JSON, CARD_MD, _copy_companions, choose_variant, export_model, find_source, main,
-                             newest_run, sha256)
+from training.export import (CARD_JSON, CARD_MD, EXPORT_FORMAT, _copy_companions, choose_variant, export_model,
+                             find_source, main, newest_run, sha256)
 from training.models import ModelUnavailableError
 
 
@@ -78,12 +78,17 @@ def test_serving_engine_loads_the_export(exported):
     engine = OnnxEngine(exported.out_dir, threads=1)
     assert engine.name == exported.card["model_version"] and engine.aligned is False
     assert engine.directory.name == exported.card["serve"]
+    # Every variant's head takes logits_to_keep (the rewrite precedes quantisation), so the engine
+    # computes the last position's logits only while it generates; the card says which format it is.
+    assert engine.keeps_logits and exported.card["format"] == EXPORT_FORMAT
+    assert OnnxEngine(exported.out_dir / "int8", threads=1).keeps_logits
     int4 = OnnxEngine(exported.out_dir / "int4", threads=1)  # whichever is served, int4 must run in the engine
     prompt = int4.encode(int4.chat_prompt([{"role": "user", "content": "What does HbA1c measure?"}]))
     tokens = int4.greedy_tokens(prompt, 4)
     # Four tokens, or fewer when the model ended its answer: then the last one is an end-of-sequence id.
     assert len(tokens) == 4 or (1 <= len(tokens) < 4 and tokens[-1] in int4.eos_ids)
     assert not set(tokens[:-1]) & int4.eos_ids and all(0 <= t < len(int4.tokenizer) for t in tokens)
+    assert int4.keeps_logits
 
 
 OK, LOSES = {"knowledge": -0.02, "integration": 0.1}, {"knowledge": -0.5, "integration": 0.0}
