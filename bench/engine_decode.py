@@ -13,8 +13,10 @@ median of --repeats runs:
              description and its question, as a consult sends): the prefill;
   end to end that consult prompt and N new tokens.
 Ratios are against PyTorch eager and llama.cpp measured in the same run (the machine is shared and
-noisy). The serving engine also runs fp32 with the head computed for every prompt position (as
-exports before `logits_to_keep`, training/export_graph.py), to show what the sliced head saves.
+noisy). The serving engine decodes as served, with the default repetition penalty (transformers'
+processor, a per-step cost the other backends do not pay); it also runs fp32 with the head computed
+for every prompt position (as exports before `logits_to_keep`, training/export_graph.py), to show
+what the sliced head saves.
 qwen2.5-0.5b uses random weights (training.models.random_model), exported here on first use.
 The serving engine runs every variant the export holds (fp32, int8, int4); --export measures the
 very files of an export made with `python -m training.export ... --int8 --int4`, whose card holds
