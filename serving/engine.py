@@ -35,7 +35,7 @@ from typing import AsyncIterator, Callable, Iterator, Sequence
 
 import numpy as np
 
-from serving.batching import BATCHING_MODES, DecodeBatch, admit
+from serving.batching import BATCHING_MODES, CACHE_LAYOUTS, LAYOUT_METADATA_KEY, DecodeBatch, admit
 from serving.heap import IDLE_RELEASE_INTERVAL_S, release_free_memory
 from training.evaluate.decoding import DecodingConfig, eos_ids, explicit_from_env
 
@@ -158,6 +158,12 @@ class OnnxEngine:
         # asked for only; older exports compute it for every prompt position, and still work.
         self.keeps_logits = "logits_to_keep" in {i.name for i in self.session.get_overridable_initializers()}
         self.present_names = ["present." + n[len("past_key_values."):] for n in self.past_names]
+        # Where a row's tokens sit in the batch's cache (serving/batching.py): a fused
+        # GroupQueryAttention graph says `right` in its metadata (training/export_fused.py); Optimum's are `left`.
+        self.cache_layout = self.session.get_modelmeta().custom_metadata_map.get(LAYOUT_METADATA_KEY, "left")
+        if self.cache_layout not in CACHE_LAYOUTS:
+            raise EngineError(f"{onnx_files[0]}: metadata {LAYOUT_METADATA_KEY}={self.cache_layout!r} is not one of "
+                              f"{', '.join(CACHE_LAYOUTS)}; export the model again")
         # The model's generation config, as transformers' generate() reads it: generation_config.json
         # when the export carries one, else what the model config implies.
         if (self.directory / "generation_config.json").is_file():
@@ -274,7 +280,9 @@ class OnnxEngine:
         in one piece took a worker from 1.1 GB to 3.6 GB resident. Chunking bounds that to the budget
         and, with left padding, the final column is every row's last prompt token."""
         rows, width = ids.shape
-        step = max(1, self.prefill_tokens // rows)
+        # A fused graph's prompt goes in whole (one row: its attention reads the row's length from the
+        # mask and its prompt kernel is not fed a cache); its logits cover every position, as old exports'.
+        step = width if self.cache_layout == "right" else max(1, self.prefill_tokens // rows)
         past = [np.zeros((rows, self.kv_heads, 0, self.head_dim), self.kv_dtype) for _ in self.past_names]
         for start in range(0, width, step):
             end = min(width, start + step)
@@ -299,10 +307,21 @@ class OnnxEngine:
         return batch.keep(keep)
 
     def _start(self, jobs: list[_Job]) -> DecodeBatch | None:
-        """Prefill `jobs` together (left-padded) and choose their first tokens."""
+        """Prefill `jobs` together (left-padded) and choose their first tokens; in the right layout each
+        prompt is prefilled alone, unpadded, and the rows are merged."""
         for job in jobs:
             if job.processors is None:
                 job.processors = self.processors_for(job.params)
+        if self.cache_layout == "right":
+            batch = None
+            for job in jobs:
+                ids = np.array([job.ids], np.int64)
+                mask, positions = np.ones_like(ids), np.arange(len(job.ids), dtype=np.int64)[None]
+                logits, past = self._prefill(ids, mask, positions)
+                one = self._choose(logits, DecodeBatch([job], [np.random.default_rng(job.params.seed)], [], past, mask,
+                                                       positions[:, -1:], layout="right"))
+                batch = one.merged(batch) if one is not None else batch
+            return batch
         width = max(len(j.ids) for j in jobs)
         ids = np.full((len(jobs), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(jobs), width), dtype=np.int64)
@@ -318,8 +337,7 @@ class OnnxEngine:
 
     def _step(self, batch: DecodeBatch) -> DecodeBatch | None:
         """One decode step: every row feeds the token it chose and chooses the next."""
-        batch.mask = np.concatenate([batch.mask, np.ones((len(batch), 1), np.int64)], axis=1)
-        batch.positions = batch.positions + 1
+        batch.advance()
         logits, batch.past = self._feed(np.array(batch.next_tokens, np.int64)[:, None], batch.mask,
                                         batch.positions, batch.past)
         return self._choose(logits, batch)

@@ -304,7 +304,7 @@ def write_card(out: Path, card: dict) -> None:
     if parity:
         lines += ["## Parity with PyTorch (greedy decoding)", "", "| variant | prompts | identical | mean prefix agreement |",
                   "|---|---|---|---|"]
-        for variant in VARIANT_FILES:
+        for variant in [*VARIANT_FILES, *sorted(k for k in parity if k.startswith("fused-"))]:
             if variant in parity:
                 p = parity[variant]
                 lines.append(f"| {variant} | {p['prompts']} | {p['identical']} | {p['mean_prefix_agreement']:.3f} |")

@@ -59,6 +59,15 @@ def base_export() -> Path:
     return ensure_base_export()
 
 
+@pytest.fixture(scope="session")
+def fused_export(tmp_path_factory) -> Path:
+    """The embedded model as a fused GroupQueryAttention graph (ONNX Runtime GenAI's builder, ~15 s)."""
+    from training.export_fused import build_fused
+    from training.models import embedded_model_dir
+
+    return build_fused(embedded_model_dir(), tmp_path_factory.mktemp("fused") / "fused-fp32", "fused-fp32")
+
+
 def start_server(model_dir: Path, data_dir: Path, **env_overrides: str) -> Server:
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)

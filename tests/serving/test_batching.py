@@ -16,17 +16,30 @@ from serving.engine import EngineError, OnnxEngine, SamplingParams
 LAYERS, HEADS, DIM = 2, 1, 2
 
 
-def _batch(name: str, lengths: list[int]) -> DecodeBatch:
-    """Rows whose caches hold `lengths` real tokens, left-padded to the longest; cache values name the row."""
+def _batch(name: str, lengths: list[int], layout: str = "left") -> DecodeBatch:
+    """Rows whose caches hold `lengths` real tokens, padded to the longest on the layout's side; cache
+    values name the row."""
     width = max(lengths)
     mask = np.zeros((len(lengths), width), np.int64)
     past = [np.zeros((len(lengths), HEADS, width, DIM)) for _ in range(LAYERS)]
     for r, n in enumerate(lengths):
-        mask[r, width - n:] = 1
+        cols = slice(0, n) if layout == "right" else slice(width - n, width)
+        mask[r, cols] = 1
         for p in past:
-            p[r, :, width - n:] = r + 1
+            p[r, :, cols] = r + 1
     return DecodeBatch([f"{name}{r}" for r in range(len(lengths))], [None] * len(lengths), list(range(len(lengths))),
-                       past, mask, np.array([[n - 1] for n in lengths]))
+                       past, mask, np.array([[n - 1] for n in lengths]), layout)
+
+
+def _contiguous_on_its_side(batch: DecodeBatch) -> bool:
+    """Each row's attended columns form one run at the end (left layout) or the start (right layout)."""
+    for row in batch.mask.astype(bool):
+        n = int(row.sum())
+        want = np.zeros_like(row)
+        want[slice(0, n) if batch.layout == "right" else slice(len(row) - n, len(row))] = True
+        if not (row == want).all():
+            return False
+    return True
 
 
 def _real_tokens(batch: DecodeBatch) -> dict[str, int]:
@@ -47,9 +60,11 @@ MERGES = [
 ]
 
 
+@pytest.mark.parametrize("layout", ["left", "right"])
 @pytest.mark.parametrize("running, joining", [c[1:] for c in MERGES], ids=[c[0] for c in MERGES])
-def test_a_merged_batch_keeps_every_rows_tokens_behind_masked_padding(running, joining):
-    merged = _batch("new", joining).merged(_batch("run", running))
+def test_a_merged_batch_keeps_every_rows_tokens_behind_masked_padding(running, joining, layout):
+    merged = _batch("new", joining, layout).merged(_batch("run", running, layout))
+    assert merged.layout == layout and _contiguous_on_its_side(merged)
     width = max(running + joining)
     assert merged.mask.shape == (len(running) + len(joining), width)
     assert all(p.shape[2] == width for p in merged.past)
@@ -58,13 +73,38 @@ def test_a_merged_batch_keeps_every_rows_tokens_behind_masked_padding(running, j
     assert [int(p) for p in merged.positions[:, 0]] == [n - 1 for n in joining + running]
 
 
-def test_rows_that_leave_take_their_padding_with_them():
-    batch = _batch("run", [7, 2, 3])
+@pytest.mark.parametrize("layout", ["left", "right"])
+def test_rows_that_leave_take_their_padding_with_them(layout):
+    batch = _batch("run", [7, 2, 3], layout)
     kept = batch.keep([1, 2])
+    assert _contiguous_on_its_side(kept)
     assert kept.jobs == ["run1", "run2"] and kept.next_tokens == [1, 2]
     assert kept.mask.shape[1] == 3, "the columns only the finished long row used were not trimmed"
     assert _real_tokens(kept) == {"run1": 2, "run2": 3}
     assert batch.keep([]) is None
+
+
+def test_layouts_do_not_mix():
+    with pytest.raises(ValueError, match="cannot merge a left-padded batch with a right-padded one"):
+        _batch("a", [2]).merged(_batch("b", [3], "right"))
+
+
+# (name, layout, lengths, expected mask after one step): every row gains the column after its last token.
+STEPS = [
+    ("left appends a shared column", "left", [3, 1], [[1, 1, 1, 1], [0, 0, 1, 1]]),
+    ("right fills each row's next column", "right", [3, 1], [[1, 1, 1, 1], [1, 1, 0, 0]]),
+    ("right, equal rows", "right", [2, 2], [[1, 1, 1], [1, 1, 1]]),
+]
+
+
+@pytest.mark.parametrize("layout, lengths, expected", [c[1:] for c in STEPS], ids=[c[0] for c in STEPS])
+def test_a_decode_step_marks_each_rows_new_token(layout, lengths, expected):
+    batch = _batch("run", lengths, layout)
+    before = batch.mask.copy()
+    batch.advance()
+    assert batch.mask.tolist() == expected
+    assert [int(p) for p in batch.positions[:, 0]] == lengths, "positions did not move to the fed token"
+    assert _contiguous_on_its_side(batch) and (before == _batch("run", lengths, layout).mask).all()
 
 
 def _queue_of(*items) -> queue.Queue:
@@ -105,9 +145,14 @@ QUESTIONS = ["Explain in detail how metformin lowers blood glucose.", "Name two 
              "Is warfarin safe with aspirin?"]
 
 
-@pytest.fixture(scope="module", params=["continuous", "static"])
-def engine(request, base_export):
-    e = OnnxEngine(base_export, threads=1, max_batch=4, batching=request.param)
+@pytest.fixture(scope="module", params=[("optimum", "continuous"), ("optimum", "static"), ("fused", "continuous")],
+                ids=lambda p: "-".join(p))
+def engine(request):
+    # Optimum's export keeps rows left-padded; the fused GroupQueryAttention graph right-padded.
+    graph, batching = request.param
+    export = request.getfixturevalue("base_export" if graph == "optimum" else "fused_export")
+    e = OnnxEngine(export, threads=1, max_batch=4, batching=batching)
+    assert e.cache_layout == ("left" if graph == "optimum" else "right")
     yield e
     e.close()
 
