@@ -42,13 +42,23 @@ COMPANIONS = ("config.json", "generation_config.json", "tokenizer.json", "tokeni
 
 # variant -> (builder precision, its extra options). int4: asymmetric blocks of 32 (the GGUF's Q4_1
 # layout the embedded weights come from), fp32 activations in the dot products (accuracy level 1; the
-# builder's CPU default, level 4, quantises them to int8 too), the LM head kept in fp32 (49k x 576: the
-# layer whose rounding moves every token's logit). bench/fused_graph.py screens the alternatives.
+# builder's CPU default, level 4, quantises them to int8 too), the LM head in int8 (`rtn_last`; 49k x
+# 576, the layer whose rounding moves every token's logit; keeping it fp32 with `int4_nodes_to_exclude`
+# makes builder 0.11.4 write an invalid graph). bench/fused_graph.py screens the alternatives.
 FUSED_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "fused-fp32": ("fp32", []),
-    "fused-int4": ("int4", ["int4_is_symmetric=false", "int4_accuracy_level=1", "int4_nodes_to_exclude=/lm_head/MatMul"]),
+    "fused-int4": ("int4", ["int4_is_symmetric=false", "int4_accuracy_level=1", "int4_algo_config=rtn_last"]),
 }
+# fused-int4-gguf: the fused fp32 graph with every projection replaced by MatMulNBits holding the
+# GGUF's own Q4_1 blocks (the embedded model's weights are those blocks dequantised), so it computes
+# the same weights as PyTorch, not a rounding of them; the LM head (Q8_0 in the GGUF) stays fp32.
+GGUF_VARIANT = "fused-int4-gguf"
+ALL_VARIANTS = (*FUSED_VARIANTS, GGUF_VARIANT)
 FUSED_FILE = "model.onnx"
+Q4_1_BLOCK, Q4_1_BYTES = 32, 20  # weights per block; bytes per block: float16 d, float16 m, 16 of nibbles
+# The builder's fused projections -> the GGUF tensors they hold, concatenated along the output rows.
+GGUF_PROJECTIONS = {"attn.qkv_proj": ("attn_q", "attn_k", "attn_v"), "attn.o_proj": ("attn_output",),
+                    "mlp.gate_proj": ("ffn_gate",), "mlp.up_proj": ("ffn_up",), "mlp.down_proj": ("ffn_down",)}
 
 
 class FusedExportError(RuntimeError):
@@ -109,6 +119,125 @@ def build_fused(model_dir: Path, out: Path, variant: str, builder: Path | None =
     return out
 
 
+def _q4_1_blocks(raw) -> tuple:
+    """(q [rows, blocks, 32] uint8, d [rows, blocks], m [rows, blocks]) of a Q4_1 tensor's raw bytes:
+    weight = d * q + m; in a block, byte j holds element j (low nibble) and element j + 16 (high)."""
+    import numpy as np
+
+    blocks = np.asarray(raw, np.uint8).reshape(raw.shape[0], -1, Q4_1_BYTES)
+    d = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+    m = blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
+    qs = blocks[..., 4:]
+    return np.concatenate([qs & 0x0F, qs >> 4], axis=-1), d, m
+
+
+def _matched_rows(gguf_rows, model_rows, what: str):
+    """Which GGUF row each of the model's weight rows is, matched bitwise (the GGUF stores the q and k
+    projections' rows permuted for its rotary layout); refused when a row is not the GGUF's."""
+    import numpy as np
+
+    index = {row.tobytes(): i for i, row in enumerate(gguf_rows)}
+    order = np.array([index.get(row.tobytes(), -1) for row in model_rows])
+    if (order < 0).any():
+        raise FusedExportError(f"{what}: {int((order < 0).sum())} of {len(order)} weight rows are not the GGUF's "
+                               f"blocks; {GGUF_VARIANT} is exact only for the embedded base model (a trained model's "
+                               "weights are off the GGUF's grid): use fused-int4 and python -m training.quantization")
+    return order
+
+
+def gguf_int4(fused_fp32: Path, gguf: Path, out: Path, accuracy_level: int = 4, float_zero_points: bool = False) -> Path:
+    """`fused_fp32` (build_fused's fused-fp32 of the embedded model) with each projection as MatMulNBits
+    over the GGUF's Q4_1 blocks (weight = d * q + m per block of 32).
+
+    Default: MatMulNBits with scale d and integer zero point 0 computes x . (d q), ONNX Runtime's fast
+    int4 kernel, and each block's minimum comes back as a small fp32 MatMul of x's block sums by m
+    (x . m = sum over blocks of m_b * sum of x in block b), added to it: the same weights. With
+    `float_zero_points`, MatMulNBits takes zero points -m / d, Q4_1 in one operator, but ONNX
+    Runtime 1.2x computes float zero points on a slow path (bench/fused_graph.py: 0.2x fp32).
+    accuracy_level 4 lets the int4 kernel quantise the activations to int8 for its dot products (as
+    llama.cpp does with Q8_1); 1 keeps them fp32."""
+    import re
+
+    import numpy as np
+    import onnx
+    from gguf import GGUFReader
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(fused_fp32 / FUSED_FILE))
+    tensors = {t.name: t for t in GGUFReader(str(gguf)).tensors}
+    weights = {i.name: i for i in model.graph.initializer}
+    pattern = re.compile(r"model\.layers\.(\d+)\.(" + "|".join(re.escape(k) for k in GGUF_PROJECTIONS) + r")\.MatMul\.weight")
+    nodes, removed, block_sums = [], set(), {}
+    for node in model.graph.node:
+        found = pattern.fullmatch(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
+        if not found:
+            nodes.append(node)
+            continue
+        layer, projection = found.groups()
+        parts = [_q4_1_blocks(tensors[f"blk.{layer}.{g}.weight"].data) for g in GGUF_PROJECTIONS[projection]]
+        q, d, m = (np.concatenate([part[k] for part in parts]) for k in range(3))
+        model_rows = numpy_helper.to_array(weights[node.input[1]]).T  # MatMul holds [K, N]; rows are N
+        removed.add(node.input[1])
+        order = _matched_rows((q * d[..., None] + m[..., None]).reshape(len(q), -1), model_rows, node.input[1])
+        q, d, m = q[order], d[order], m[order]
+        flat = d == 0  # a constant block (every weight m): q 0, scale 1, zero point -m
+        q[flat] = 0
+        d = np.where(flat, 1.0, d).astype(np.float32)
+        base, (n_out, k_in), x = node.input[1][: -len(".weight")], model_rows.shape, node.input[0]
+        zero_points = ((-m / d).astype(np.float32).reshape(-1) if float_zero_points
+                       else np.zeros(n_out * ((d.shape[1] + 1) // 2), np.uint8))  # two 4-bit zeros a byte
+        new = [numpy_helper.from_array((q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8), f"{base}.q4_1"),
+               numpy_helper.from_array(d.reshape(-1), f"{base}.scales"),
+               numpy_helper.from_array(zero_points, f"{base}.zero_points")]
+        model.graph.initializer.extend(new)
+        nbits = dict(domain="com.microsoft", K=k_in, N=n_out, bits=4, block_size=Q4_1_BLOCK, accuracy_level=accuracy_level)
+        if float_zero_points:
+            nodes.append(helper.make_node("MatMulNBits", [x, *(t.name for t in new)], list(node.output), name=node.name, **nbits))
+            continue
+        if x not in block_sums:  # x's sum over each block of 32 inputs, once per input (gate and up share one)
+            shape, sums = f"{base}.block_shape", f"{x}/block_sums"
+            model.graph.initializer.append(numpy_helper.from_array(np.array([0, 0, k_in // Q4_1_BLOCK, Q4_1_BLOCK], np.int64), shape))
+            nodes += [helper.make_node("Reshape", [x, shape], [f"{x}/blocks"], name=f"{node.name}/blocks"),
+                      helper.make_node("ReduceSum", [f"{x}/blocks", f"{base}.last_axis"], [sums], name=f"{node.name}/block_sums",
+                                       keepdims=0)]
+            model.graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), f"{base}.last_axis"))
+            block_sums[x] = sums
+        model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(m.T), f"{base}.block_minima"))
+        nodes += [helper.make_node("MatMulNBits", [x, *(t.name for t in new)], [f"{node.name}/scaled"], name=node.name, **nbits),
+                  helper.make_node("MatMul", [block_sums[x], f"{base}.block_minima"], [f"{node.name}/minima"],
+                                   name=f"{node.name}/minima"),
+                  helper.make_node("Add", [f"{node.name}/scaled", f"{node.name}/minima"], list(node.output),
+                                   name=f"{node.name}/weights")]
+    if not removed:
+        raise FusedExportError(f"{fused_fp32}: no projection MatMul named as the builder names them")
+    kept = [i for i in model.graph.initializer if i.name not in removed]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    onnx.save(model, str(out / FUSED_FILE), save_as_external_data=True, location=FUSED_FILE + ".data")
+    for name in (*COMPANIONS, "genai_config.json"):
+        if (fused_fp32 / name).is_file():
+            shutil.copy2(fused_fp32 / name, out / name)
+    return out
+
+
+def embedded_gguf(model_dir: Path) -> Path:
+    """The GGUF the embedded model in `model_dir` was converted from."""
+    from training.models import EMBEDDED_MODELS, _package_file, embedded_model_dir
+
+    for name, spec in EMBEDDED_MODELS.items():
+        if Path(model_dir).resolve() == embedded_model_dir(name).resolve():
+            return _package_file(spec.package, spec.gguf_file)
+    raise FusedExportError(f"{GGUF_VARIANT} rebuilds int4 from the GGUF an embedded model comes from; {model_dir} is not "
+                           "an embedded model (a trained model's weights are off the GGUF's grid): use fused-int4")
+
+
 def _plain_greedy(engine, prompts: list[list[int]], max_new_tokens: int, together: bool) -> list[list[int]]:
     """Greedy ids on the serving engine with repetition control off (PyTorch's reference has none)."""
     from serving.engine import SamplingParams, _Job
@@ -154,15 +283,24 @@ def add_fused_variants(out: Path, model_dir: Path, variants: Sequence[str], n_pr
     card = read_json(out / CARD_JSON)
     if card is None:
         raise FusedExportError(f"{out} holds no model_card.json; export the model first (python -m training.export)")
+    unknown = [v for v in variants if v not in ALL_VARIANTS]
+    if unknown:
+        raise FusedExportError(f"unknown fused variants {unknown}; choose from {', '.join(ALL_VARIANTS)}")
     started, built = time.time(), {}
     for variant in variants:
-        built[variant] = build_fused(model_dir, out / variant, variant)
+        if variant == GGUF_VARIANT:
+            fp32 = built.get("fused-fp32") or build_fused(model_dir, out / "fused-fp32.tmp", "fused-fp32")
+            built[variant] = gguf_int4(fp32, embedded_gguf(model_dir), out / variant)
+            if fp32.name.endswith(".tmp"):
+                shutil.rmtree(fp32)
+        else:
+            built[variant] = build_fused(model_dir, out / variant, variant)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     prompts = _chat_prompts(tokenizer, (PARITY_PROMPTS * (n_prompts // len(PARITY_PROMPTS) + 1))[:n_prompts])
     report = fused_parity(model_dir, built, prompts, max_new_tokens)
     card.setdefault("parity", {}).update(report)
     card["variants"].update({v: f"{v}/{FUSED_FILE}" for v in built})
-    card["fused"] = {"builder": BUILDER_PIN, "options": {v: FUSED_VARIANTS[v] for v in built},
+    card["fused"] = {"builder": BUILDER_PIN, "options": {v: FUSED_VARIANTS.get(v, ("gguf q4_1 blocks", [])) for v in built},
                      "seconds": round(time.time() - started, 1)}
     if report.get("fused-fp32", {}).get("passed") and card.get("serve") == "fp32":
         card["serve"] = "fused-fp32"
@@ -181,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.export_fused", description=__doc__.split("\n\n")[0])
     parser.add_argument("export", help="an export folder made by python -m training.export")
     parser.add_argument("--run", required=True, help="the run directory, model folder or embedded model it was made from")
-    parser.add_argument("--variants", default="fused-fp32", help=f"comma-separated, of {', '.join(FUSED_VARIANTS)}")
+    parser.add_argument("--variants", default="fused-fp32", help=f"comma-separated, of {', '.join(ALL_VARIANTS)}")
     parser.add_argument("--prompts", type=int, default=8, help="number of parity prompts")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="greedy tokens compared per prompt")
     args = parser.parse_args(argv)

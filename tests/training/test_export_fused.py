@@ -72,3 +72,45 @@ def test_the_cli_refuses_a_folder_that_is_not_an_export(tmp_path, capsys):
 
     assert main([str(tmp_path), "--run", "smollm2-135m"]) == 2
     assert "holds no model_card.json; export the model first" in capsys.readouterr().err
+
+
+def test_rows_off_the_gguf_grid_are_refused():
+    import numpy as np
+
+    from training.export_fused import _matched_rows
+
+    gguf = np.arange(12, dtype=np.float32).reshape(4, 3)
+    assert _matched_rows(gguf, gguf[[2, 0, 3, 1]], "permuted").tolist() == [2, 0, 3, 1]
+    trained = gguf[[2, 0, 3, 1]].copy()
+    trained[1, 0] += 1e-3  # a trained adapter moves weights off the grid
+    with pytest.raises(FusedExportError, match="1 of 4 weight rows are not the GGUF's blocks"):
+        _matched_rows(gguf, trained, "trained")
+
+
+def test_the_gguf_int4_variant_computes_the_models_own_weights(tmp_path):
+    """Teacher-forced logits of the exact int4 graph (GGUF Q4_1 blocks, fp32 activations) against PyTorch."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from training.export_fused import embedded_gguf, gguf_int4
+    from training.models import embedded_model_dir, load_model
+
+    hf = embedded_model_dir()
+    int4 = gguf_int4(build_fused(hf, tmp_path / "fused-fp32", "fused-fp32"), embedded_gguf(hf), tmp_path / "int4",
+                     accuracy_level=1)
+    model, tokenizer = load_model(str(hf))
+    ids = tokenizer("Metformin lowers hepatic glucose output; in renal failure it risks", add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        reference = model(torch.tensor([ids])).logits[0].numpy()
+    session = ort.InferenceSession(str(int4 / "model.onnx"), providers=["CPUExecutionProvider"])
+    feed = {"input_ids": np.array([ids], np.int64), "attention_mask": np.ones((1, len(ids)), np.int64)}
+    for spec in session.get_inputs():
+        if spec.name.startswith("past_key_values."):
+            feed[spec.name] = np.zeros((1, spec.shape[1], 0, spec.shape[3]), np.float32)
+    logits = session.run(["logits"], feed)[0][0]
+    assert (logits.argmax(-1) == reference.argmax(-1)).all()
+    assert np.abs(logits - reference).max() < 1e-2 * np.abs(reference).max()
+    assert session.get_modelmeta().custom_metadata_map["balancedbio.cache_layout"] == "right"
+    assert sum(p.stat().st_size for p in int4.glob("model.onnx*")) < 0.4 * sum(
+        p.stat().st_size for p in (tmp_path / "fused-fp32").glob("model.onnx*"))
