@@ -210,6 +210,10 @@ def stage_evaluate(config, run: RunDirectory, progress: Progress | None = None, 
         # A saved subset applies to the full file only (the bundled samples hold other items).
         ids = read_ids(fixed[name]) if name in fixed and path == default_data(name) else None
         jobs.append((name, path, limit, ids))
+    # A second evaluator may share this stage's folder from the other end (one process per core: a
+    # benchmark's scoring barely gains from a second thread): each skips what the other has finished.
+    if os.environ.get(EVAL_ORDER_ENV) == "reverse":
+        jobs.reverse()
     # Generation on the ONNX engine when an export exists (`onnx_dir`, else a cached export of `model`):
     # the same greedy tokens as PyTorch, about 1.6x faster on one thread, and the graph that is served.
     # Its threads follow torch's (OMP_NUM_THREADS), so a run told to use one core does.
@@ -249,6 +253,8 @@ def stage_export(config, run: RunDirectory, progress: Progress | None = None, *,
     result = export_model(source, out)
     return {"onnx": str(result.out_dir), "serve": str(result.serve_dir)}
 
+
+EVAL_ORDER_ENV = "BALANCEDBIO_EVAL_ORDER"  # "reverse": score the benchmarks last to first
 
 # The settings a base evaluation depends on: the same values mean the same items, prompts and budget.
 EVAL_SETTINGS = ("model", "seed", "mkgsg_n", "mkgsg_test_fraction", "eval_per_capability", "eval_max_new_tokens",

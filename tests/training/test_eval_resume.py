@@ -61,3 +61,16 @@ def test_a_kept_result_for_other_settings_is_scored_again(evaluated, change):
     stage_evaluate(other, run, model=model, data=str(data))
     after = _mtimes(run)
     assert all(after[name] > before[name] for name in before)
+
+
+def test_a_second_evaluator_scores_from_the_other_end(evaluated, monkeypatch):
+    """BALANCEDBIO_EVAL_ORDER=reverse: a second process on the same stage folder starts with the last
+    benchmark, so two evaluators meet in the middle and each skips what the other finished."""
+    config, run, model, data, first = evaluated
+    for name in ("capabilities", "medmcqa"):
+        run.finished_benchmark(name).unlink(missing_ok=True)
+    monkeypatch.setenv("BALANCEDBIO_EVAL_ORDER", "reverse")
+    again = stage_evaluate(config, run, model=model, data=str(data))
+    after = _mtimes(run)
+    assert after["medmcqa.predictions.jsonl"] < after["capabilities.predictions.jsonl"], "not scored last to first"
+    assert again["scores"] == first["scores"]
