@@ -4,8 +4,8 @@ Plain onnxruntime + numpy, no torch: per-token overhead, not FLOPs, bounds a 135
 speed on a CPU, and Optimum's `generate()` pays the whole transformers generation loop per token.
 
 Batching is engine-level: one worker thread takes the requests that arrive within a short window
-(up to `max_batch`), left-pads them into one prefill, then decodes them together, dropping rows as
-they finish. With continuous batching (the default) a request that arrives meanwhile is prefilled
+(up to `max_batch`), left-pads them into one prefill (a fused GroupQueryAttention graph: prefills
+each alone and keeps the rows right-padded), then decodes them together, dropping rows as they finish. With continuous batching (the default) a request that arrives meanwhile is prefilled
 and joins the running rows at the next step (serving/batching.py); with `batching="static"` it waits
 until the batch has drained.
 
@@ -280,8 +280,9 @@ class OnnxEngine:
         in one piece took a worker from 1.1 GB to 3.6 GB resident. Chunking bounds that to the budget
         and, with left padding, the final column is every row's last prompt token."""
         rows, width = ids.shape
-        # A fused graph's prompt goes in whole (one row: its attention reads the row's length from the
-        # mask and its prompt kernel is not fed a cache); its logits cover every position, as old exports'.
+        # A fused graph's prompt (one row, unpadded) goes in whole: chunks would feed GroupQueryAttention a
+        # prompt beside a cache, a case its parity tests do not cover. Its logits cover every position
+        # (196 KB a token), one prompt at a time.
         step = width if self.cache_layout == "right" else max(1, self.prefill_tokens // rows)
         past = [np.zeros((rows, self.kv_heads, 0, self.head_dim), self.kv_dtype) for _ in self.past_names]
         for start in range(0, width, step):
