@@ -116,3 +116,22 @@ def test_the_consult_prompt_reaches_its_length_without_overshooting_much():
     decode = _load("engine_decode")
     ids = decode.consult_ids(AutoTokenizer.from_pretrained(embedded_model_dir()), 300)
     assert 300 <= len(ids) <= 310
+
+
+# (name, candidate logits built from the reference, expected top-1 agreement): the fused-graph screen's measure.
+AGREEMENTS = [
+    ("identical", lambda r: r.copy(), 1.0),
+    ("shifted by a constant (same distribution)", lambda r: r + 3.0, 1.0),
+    ("first position's winner swapped", lambda r: r[:, [1, 0, 2]], 0.5),
+]
+
+
+@pytest.mark.parametrize("candidate, top1", [c[1:] for c in AGREEMENTS], ids=[c[0] for c in AGREEMENTS])
+def test_fused_graph_screen_agreement(candidate, top1):
+    import numpy as np
+
+    fused = _load("fused_graph")
+    reference = np.array([[3.0, 1.0, 0.0], [0.0, 0.5, 2.0]])
+    agreed, kl = fused.agreement(reference, candidate(reference))
+    assert agreed == top1
+    assert (kl < 1e-12) == (top1 == 1.0)
