@@ -145,7 +145,7 @@ def _matched_rows(gguf_rows, model_rows, what: str):
     return order
 
 
-def gguf_int4(fused_fp32: Path, gguf: Path, out: Path, accuracy_level: int = 4, float_zero_points: bool = False) -> Path:
+def gguf_int4(fused_fp32: Path, gguf: Path, out: Path, accuracy_level: int = 1, float_zero_points: bool = False) -> Path:
     """`fused_fp32` (build_fused's fused-fp32 of the embedded model) with each projection as MatMulNBits
     over the GGUF's Q4_1 blocks (weight = d * q + m per block of 32).
 
@@ -154,8 +154,9 @@ def gguf_int4(fused_fp32: Path, gguf: Path, out: Path, accuracy_level: int = 4, 
     (x . m = sum over blocks of m_b * sum of x in block b), added to it: the same weights. With
     `float_zero_points`, MatMulNBits takes zero points -m / d, Q4_1 in one operator, but ONNX
     Runtime 1.2x computes float zero points on a slow path (bench/fused_graph.py: 0.2x fp32).
-    accuracy_level 4 lets the int4 kernel quantise the activations to int8 for its dot products (as
-    llama.cpp does with Q8_1); 1 keeps them fp32."""
+    accuracy_level 1 (the default) keeps the activations fp32, so the graph is exact; 4 lets the int4
+    kernel quantise them to int8 for its dot products, as llama.cpp does with Q8_1 (2.26x against 1.38x
+    the served fp32, top-1 agreement 0.924)."""
     import re
 
     import numpy as np
