@@ -25,12 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from engine_decode import prepare, timed  # noqa: E402  (the side-by-side bench's export and timing)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # name -> (builder precision, extra options). acc = MatMulNBits' accuracy level: 4 quantises the
@@ -69,25 +69,16 @@ def build(builder: Path, hf: Path, out: Path, variant: str) -> Path:
     return out
 
 
-def texts(tok, torch_model, n: int) -> list[list[int]]:
-    """Token ids of real clinical text: MedMCQA questions with their options, and chat prompts
-    followed by PyTorch's greedy answer (what the model itself says, so agreement there is served text)."""
-    import torch
-
-    from training.export import PARITY_PROMPTS
-
+def texts(tok, prompts: list[list[int]], answers: list[list[int]], n: int) -> list[list[int]]:
+    """Token ids of real clinical text: MedMCQA questions with their options, and the chat prompts
+    followed by PyTorch's greedy answers (what the model itself says, so agreement there is served text)."""
     sample = Path(__file__).resolve().parents[1] / "training/evaluate/samples/medmcqa_dev_sample.jsonl"
     out = []
     for line in sample.read_text().splitlines():
         row = json.loads(line)
         body = f"Question: {row['question']}\nOptions: A. {row['opa']} B. {row['opb']} C. {row['opc']} D. {row['opd']}"
         out.append(tok(body, add_special_tokens=False)["input_ids"][:160])
-    for prompt in PARITY_PROMPTS:
-        ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
-        with torch.inference_mode():
-            gen = torch_model.generate(torch.tensor([ids]), max_new_tokens=48, do_sample=False)
-        out.append(gen[0].tolist())
-    return out[:n]
+    return (out + [p + a for p, a in zip(prompts, answers)])[:n]
 
 
 def teacher_forced(session, ids: list[int]):
@@ -144,29 +135,22 @@ def main() -> int:
     hf = embedded_model_dir()
     tok = AutoTokenizer.from_pretrained(hf)
     model = AutoModelForCausalLM.from_pretrained(hf, dtype=torch.float32).eval()
-    corpus = texts(tok, model, args.texts)
-    with torch.inference_mode():
-        reference = [model(torch.tensor([ids])).logits[0].double().numpy() for ids in corpus]
     prompts = [list(tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True))
                for p in PARITY_PROMPTS]
-    with torch.inference_mode():
-        greedy_ref = [model.generate(torch.tensor([p]), max_new_tokens=32, do_sample=False)[0, len(p):].tolist()
-                      for p in prompts]
+    with torch.inference_mode():  # greedy, so the first 32 of these 48 tokens are the 32-token reference
+        answers = [model.generate(torch.tensor([p]), max_new_tokens=48, do_sample=False)[0, len(p):].tolist()
+                   for p in prompts]
+        corpus = texts(tok, prompts, answers, args.texts)
+        reference = [model(torch.tensor([ids])).logits[0].double().numpy() for ids in corpus]
+    greedy_ref = [a[:32] for a in answers]
     del model
 
     def decode_speed(engine) -> float:
+        """(N - 1) tokens over time(N) - time(1), as engine_decode.py measures decode."""
         engine.eos_ids = set()  # fixed length
-        short = prompts[0]
-        engine.greedy_tokens(short, 2)
-        times = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            engine.greedy_tokens(short, 33)
-            full = time.perf_counter() - start
-            start = time.perf_counter()
-            engine.greedy_tokens(short, 1)
-            times.append(32 / max(full - (time.perf_counter() - start), 1e-9))
-        return statistics.median(times)
+        engine.greedy_tokens(prompts[0], 2)  # warm-up
+        full = timed(lambda: engine.greedy_tokens(prompts[0], 33), args.repeats)
+        return 32 / max(full - timed(lambda: engine.greedy_tokens(prompts[0], 1), args.repeats), 1e-9)
 
     def screen(variant: str, folder: Path) -> dict:
         options = ort.SessionOptions()
@@ -179,14 +163,11 @@ def main() -> int:
         plain = SamplingParams(repetition_penalty=1.0, no_repeat_ngram_size=0)
         greedy = [engine.greedy_tokens(p, 32, plain)[:32] for p in prompts]
         result = {"top1": float(np.mean([s[0] for s in scores])), "kl": float(np.mean([s[1] for s in scores])),
-                  "prefix": _agreement([g[:32] for g in greedy_ref], greedy)["mean_prefix_agreement"],
+                  "prefix": _agreement(greedy_ref, greedy)["mean_prefix_agreement"],
                   "size_mb": round(sum(p.stat().st_size for p in folder.glob("model.onnx*")) / 1e6, 1),
                   "decode_tokens_per_s": decode_speed(engine)}
         engine.close()
         return result
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from engine_decode import prepare
 
     _, export = prepare("smollm2-135m", cache_dir() / "bench")
     served = OnnxEngine(export / "fp32", threads=args.threads, prefer_gpu=False)

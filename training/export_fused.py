@@ -56,6 +56,7 @@ GGUF_VARIANT = "fused-int4-gguf"
 ALL_VARIANTS = (*FUSED_VARIANTS, GGUF_VARIANT)
 FUSED_FILE = "model.onnx"
 Q4_1_BLOCK, Q4_1_BYTES = 32, 20  # weights per block; bytes per block: float16 d, float16 m, 16 of nibbles
+LAST_AXIS = "q4_1.last_axis"
 # The builder's fused projections -> the GGUF tensors they hold, concatenated along the output rows.
 GGUF_PROJECTIONS = {"attn.qkv_proj": ("attn_q", "attn_k", "attn_v"), "attn.o_proj": ("attn_output",),
                     "mlp.gate_proj": ("ffn_gate",), "mlp.up_proj": ("ffn_up",), "mlp.down_proj": ("ffn_down",)}
@@ -108,10 +109,8 @@ def build_fused(model_dir: Path, out: Path, variant: str, builder: Path | None =
     if not any(node.op_type == "GroupQueryAttention" for node in model.graph.node):
         raise FusedExportError(f"{graph_file}: the builder wrote no GroupQueryAttention; this model's architecture "
                                "is not one it fuses")
-    kept = [p for p in model.metadata_props if p.key != LAYOUT_METADATA_KEY]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    model.metadata_props.add(key=LAYOUT_METADATA_KEY, value="right")
+    props = {p.key: p.value for p in model.metadata_props}
+    onnx.helper.set_model_props(model, {**props, LAYOUT_METADATA_KEY: "right"})
     onnx.save(model, str(graph_file))
     for name in COMPANIONS:
         if (model_dir / name).is_file():
@@ -145,6 +144,19 @@ def _matched_rows(gguf_rows, model_rows, what: str):
     return order
 
 
+def _projection_blocks(tensors: dict, layer: str, projection: str, model_rows, what: str) -> tuple:
+    """(q, d, m) of one builder projection from the GGUF's tensors, concatenated and put in the model's
+    row order; a constant block (d = 0, every weight m) becomes q 0 and scale 1, so zero point -m stays finite."""
+    import numpy as np
+
+    parts = [_q4_1_blocks(tensors[f"blk.{layer}.{g}.weight"].data) for g in GGUF_PROJECTIONS[projection]]
+    q, d, m = (np.concatenate([part[k] for part in parts]) for k in range(3))
+    order = _matched_rows((q * d[..., None] + m[..., None]).reshape(len(q), -1), model_rows, what)
+    q, d, m = q[order], d[order], m[order]
+    q[d == 0] = 0
+    return q, np.where(d == 0, 1.0, d).astype(np.float32), m
+
+
 def gguf_int4(fused_fp32: Path, gguf: Path, out: Path, accuracy_level: int = 1, float_zero_points: bool = False) -> Path:
     """`fused_fp32` (build_fused's fused-fp32 of the embedded model) with each projection as MatMulNBits
     over the GGUF's Q4_1 blocks (weight = d * q + m per block of 32).
@@ -169,21 +181,15 @@ def gguf_int4(fused_fp32: Path, gguf: Path, out: Path, accuracy_level: int = 1, 
     weights = {i.name: i for i in model.graph.initializer}
     pattern = re.compile(r"model\.layers\.(\d+)\.(" + "|".join(re.escape(k) for k in GGUF_PROJECTIONS) + r")\.MatMul\.weight")
     nodes, removed, block_sums = [], set(), {}
+    constants = {LAST_AXIS: numpy_helper.from_array(np.array([-1], np.int64), LAST_AXIS)}  # shared by every projection
     for node in model.graph.node:
         found = pattern.fullmatch(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
         if not found:
             nodes.append(node)
             continue
-        layer, projection = found.groups()
-        parts = [_q4_1_blocks(tensors[f"blk.{layer}.{g}.weight"].data) for g in GGUF_PROJECTIONS[projection]]
-        q, d, m = (np.concatenate([part[k] for part in parts]) for k in range(3))
         model_rows = numpy_helper.to_array(weights[node.input[1]]).T  # MatMul holds [K, N]; rows are N
         removed.add(node.input[1])
-        order = _matched_rows((q * d[..., None] + m[..., None]).reshape(len(q), -1), model_rows, node.input[1])
-        q, d, m = q[order], d[order], m[order]
-        flat = d == 0  # a constant block (every weight m): q 0, scale 1, zero point -m
-        q[flat] = 0
-        d = np.where(flat, 1.0, d).astype(np.float32)
+        q, d, m = _projection_blocks(tensors, *found.groups(), model_rows, node.input[1])
         base, (n_out, k_in), x = node.input[1][: -len(".weight")], model_rows.shape, node.input[0]
         zero_points = ((-m / d).astype(np.float32).reshape(-1) if float_zero_points
                        else np.zeros(n_out * ((d.shape[1] + 1) // 2), np.uint8))  # two 4-bit zeros a byte
@@ -196,12 +202,12 @@ def gguf_int4(fused_fp32: Path, gguf: Path, out: Path, accuracy_level: int = 1, 
             nodes.append(helper.make_node("MatMulNBits", [x, *(t.name for t in new)], list(node.output), name=node.name, **nbits))
             continue
         if x not in block_sums:  # x's sum over each block of 32 inputs, once per input (gate and up share one)
-            shape, sums = f"{base}.block_shape", f"{x}/block_sums"
-            model.graph.initializer.append(numpy_helper.from_array(np.array([0, 0, k_in // Q4_1_BLOCK, Q4_1_BLOCK], np.int64), shape))
+            shape, sums = f"q4_1.block_shape.{k_in}", f"{x}/block_sums"
+            if shape not in constants:
+                constants[shape] = numpy_helper.from_array(np.array([0, 0, k_in // Q4_1_BLOCK, Q4_1_BLOCK], np.int64), shape)
             nodes += [helper.make_node("Reshape", [x, shape], [f"{x}/blocks"], name=f"{node.name}/blocks"),
-                      helper.make_node("ReduceSum", [f"{x}/blocks", f"{base}.last_axis"], [sums], name=f"{node.name}/block_sums",
+                      helper.make_node("ReduceSum", [f"{x}/blocks", LAST_AXIS], [sums], name=f"{node.name}/block_sums",
                                        keepdims=0)]
-            model.graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), f"{base}.last_axis"))
             block_sums[x] = sums
         model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(m.T), f"{base}.block_minima"))
         nodes += [helper.make_node("MatMulNBits", [x, *(t.name for t in new)], [f"{node.name}/scaled"], name=node.name, **nbits),
@@ -213,7 +219,7 @@ def gguf_int4(fused_fp32: Path, gguf: Path, out: Path, accuracy_level: int = 1, 
         raise FusedExportError(f"{fused_fp32}: no projection MatMul named as the builder names them")
     kept = [i for i in model.graph.initializer if i.name not in removed]
     del model.graph.initializer[:]
-    model.graph.initializer.extend(kept)
+    model.graph.initializer.extend([*kept, *(constants.values() if block_sums else ())])
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
@@ -250,13 +256,15 @@ def _plain_greedy(engine, prompts: list[list[int]], max_new_tokens: int, togethe
     return [job.tokens + ([job.eos] if job.eos is not None else []) for job in jobs]
 
 
-def fused_parity(model_dir: Path, variants: dict[str, Path], prompts: Sequence[str], max_new_tokens: int = 32) -> dict:
-    """Each fused variant's greedy tokens against PyTorch's, decoded alone and all prompts batched."""
+def fused_parity(model_dir: Path, variants: dict[str, Path], n_prompts: int = 8, max_new_tokens: int = 32) -> dict:
+    """Each fused variant's greedy tokens on the export's parity prompts against PyTorch's, decoded
+    alone and all prompts batched."""
     from serving.engine import OnnxEngine
-    from training.export import _agreement, _greedy_tokens
+    from training.export import PARITY_PROMPTS, _agreement, _chat_prompts, _greedy_tokens
     from training.models import load_model
 
     torch_model, tokenizer = load_model(str(model_dir))
+    prompts = _chat_prompts(tokenizer, (PARITY_PROMPTS * (n_prompts // len(PARITY_PROMPTS) + 1))[:n_prompts])
     reference = _greedy_tokens(torch_model, tokenizer, list(prompts), max_new_tokens)
     del torch_model
     ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
@@ -276,9 +284,8 @@ def add_fused_variants(out: Path, model_dir: Path, variants: Sequence[str], n_pr
     """Build `variants` into the export folder `out` (made by training.export from `model_dir`), check
     their parity and record them in its card. fused-fp32 is served when its parity holds (the same
     tokens, faster); a quantised fused variant waits for training.quantization."""
-    from training.export import CARD_JSON, PARITY_PROMPTS, _chat_prompts, file_hashes, write_card
+    from training.export import CARD_JSON, file_hashes, write_card
     from training.layout import read_json
-    from transformers import AutoTokenizer
 
     out, model_dir = Path(out), Path(model_dir)
     card = read_json(out / CARD_JSON)
@@ -296,9 +303,7 @@ def add_fused_variants(out: Path, model_dir: Path, variants: Sequence[str], n_pr
                 shutil.rmtree(fp32)
         else:
             built[variant] = build_fused(model_dir, out / variant, variant)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    prompts = _chat_prompts(tokenizer, (PARITY_PROMPTS * (n_prompts // len(PARITY_PROMPTS) + 1))[:n_prompts])
-    report = fused_parity(model_dir, built, prompts, max_new_tokens)
+    report = fused_parity(model_dir, built, n_prompts, max_new_tokens)
     card.setdefault("parity", {}).update(report)
     card["variants"].update({v: f"{v}/{FUSED_FILE}" for v in built})
     card["fused"] = {"builder": BUILDER_PIN, "options": {v: FUSED_VARIANTS.get(v, ("gguf q4_1 blocks", [])) for v in built},

@@ -20,6 +20,8 @@ from training.reward_model import train_reward_model
 from training.sft import repeated_by_capability, train_sft
 from training.trainers import Progress, StageCallback, WallClockBudget, lora_config, quiet, save_final
 
+EVAL_ORDER_ENV = "BALANCEDBIO_EVAL_ORDER"  # "reverse": score the benchmarks last to first
+
 # The MKGSG output a run needs (`python -m training.mkgsg` writes these names).
 DATA_FILES = ("train.jsonl", "val.jsonl", "test.jsonl", "preferences_train.jsonl", "preferences_val.jsonl")
 
@@ -253,8 +255,6 @@ def stage_export(config, run: RunDirectory, progress: Progress | None = None, *,
     result = export_model(source, out)
     return {"onnx": str(result.out_dir), "serve": str(result.serve_dir)}
 
-
-EVAL_ORDER_ENV = "BALANCEDBIO_EVAL_ORDER"  # "reverse": score the benchmarks last to first
 
 # The settings a base evaluation depends on: the same values mean the same items, prompts and budget.
 EVAL_SETTINGS = ("model", "seed", "mkgsg_n", "mkgsg_test_fraction", "eval_per_capability", "eval_max_new_tokens",
