@@ -94,6 +94,8 @@ def build_fused(model_dir: Path, out: Path, variant: str, builder: Path | None =
 
     precision, extra = options or FUSED_VARIANTS[variant]
     builder = builder or builder_script()
+    # Built beside and moved into place at the end: a failed build leaves a served variant as it was.
+    final, out = out, out.with_name(out.name + ".building")
     if out.exists():
         shutil.rmtree(out)
     with tempfile.TemporaryDirectory(prefix="genai-builder-") as cache:
@@ -102,6 +104,7 @@ def build_fused(model_dir: Path, out: Path, variant: str, builder: Path | None =
         done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if done.returncode != 0:
+        shutil.rmtree(out, ignore_errors=True)
         raise FusedExportError(f"the model builder failed on {variant} ({' '.join(cmd)}):\n{done.stdout[-3000:]}")
     graph_file = out / FUSED_FILE
     # The graph without its weights (they sit in model.onnx.data for fp32): small to read and rewrite.
@@ -115,7 +118,10 @@ def build_fused(model_dir: Path, out: Path, variant: str, builder: Path | None =
     for name in COMPANIONS:
         if (model_dir / name).is_file():
             shutil.copy2(model_dir / name, out / name)
-    return out
+    if final.exists():
+        shutil.rmtree(final)
+    out.rename(final)
+    return final
 
 
 def _q4_1_blocks(raw) -> tuple:

@@ -114,3 +114,15 @@ def test_the_gguf_int4_variant_computes_the_models_own_weights(tmp_path):
     assert session.get_modelmeta().custom_metadata_map["balancedbio.cache_layout"] == "right"
     assert sum(p.stat().st_size for p in int4.glob("model.onnx*")) < 0.4 * sum(
         p.stat().st_size for p in (tmp_path / "fused-fp32").glob("model.onnx*"))
+
+
+def test_a_failed_build_leaves_the_variant_that_was_there(tmp_path):
+    builder = tmp_path / "builder.py"
+    builder.write_text("import sys\nsys.exit('the builder broke')\n")
+    served = tmp_path / "export" / "fused-fp32"
+    served.mkdir(parents=True)
+    (served / "model.onnx").write_text("the variant being served")
+    with pytest.raises(FusedExportError, match="the builder broke"):
+        build_fused(tmp_path, served, "fused-fp32", builder=builder)
+    assert (served / "model.onnx").read_text() == "the variant being served"
+    assert not (tmp_path / "export" / "fused-fp32.building").exists()
