@@ -18,7 +18,7 @@ from statistics import mean
 from training.config import RunConfig
 from training.layout import RunDirectory
 from training.evaluate.stats import mean_interval
-from training.paired import PairedRow, compare_evaluations, item_outcomes
+from training.paired import DEGENERATE, PairedRow, compare_evaluations, item_outcomes
 from training.plots import read_metrics
 from training.stage import StageRunner, progress_display
 
@@ -245,13 +245,15 @@ def ablation_markdown(config: RunConfig, results: dict[str, dict], cosines: dict
         for (a, b), rows in paired.items():
             for r in rows:
                 diff = f"**{r.diff:+.3f}**" if r.significant else f"{r.diff:+.3f}"
-                lines.append(f"| {ARM_NAMES[b]} - {ARM_NAMES[a]} | {r.benchmark}/{r.metric} | {r.n} | "
+                score = f"{r.benchmark}/{r.metric}" + (" (lower is better)" if r.metric == DEGENERATE else "")
+                lines.append(f"| {ARM_NAMES[b]} - {ARM_NAMES[a]} | {score} | {r.n} | "
                              f"{diff} | [{r.ci_low:+.3f}, {r.ci_high:+.3f}] | {r.p:.3g} | "
                              f"{r.detectable:.3f} |")
         lines += ["", "Bold: the 95% interval (paired bootstrap) excludes zero and p (exact McNemar / sign test) < 0.05. *Smallest detectable*: the difference these n paired "
                   "records would detect at 5% with 80% power, given the share of records on which the two arms "
                   "disagreed (McNemar's normal approximation).", "", "## Verdict", ""]
-        lines += [verdict(pair, [r for r in rows if r.benchmark == "capabilities"]) for pair, rows in paired.items()]
+        lines += [verdict(pair, [r for r in rows if r.benchmark == "capabilities" and r.metric != DEGENERATE])
+                  for pair, rows in paired.items()]
     if cosines:
         lines += ["", "## Gradient cosines between capabilities (capability-aware arm, mean over steps)", "",
                   "| pair | before PCGrad | min before | after PCGrad |", "|---|---:|---:|---:|"]

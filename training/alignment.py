@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from training.paired import PairedRow, compare_evaluations
+from training.paired import DEGENERATE, PairedRow, compare_evaluations
 
 DEFAULT_OUT = Path("docs/alignment/report.json")
 CAPABILITIES_BENCHMARK = "capabilities"  # the evaluation's name for the four capability scores
@@ -31,10 +31,12 @@ def alignment_report(base_eval: Path, aligned_eval: Path, seed: int = 0) -> dict
                         "by paired bootstrap; p by the exact sign test on the items that differ (McNemar's exact test "
                         "for pass/fail items); significant = interval excludes 0 and p < 0.05; `detectable` is the "
                         "smallest difference n items detect at 5% with 80% power",
-              "capabilities": {}, "benchmarks": {}}
+              "capabilities": {}, "benchmarks": {}, "degeneration": {}}
     for row in rows:
         entry = _entry(row)
-        if row.benchmark == CAPABILITIES_BENCHMARK:
+        if row.metric == DEGENERATE:  # not a score: the share of generations that loop or echo, lower is better
+            report["degeneration"][row.benchmark] = entry
+        elif row.benchmark == CAPABILITIES_BENCHMARK:
             report["capabilities"][row.metric] = entry
         elif row.benchmark.startswith(CAPABILITIES_BENCHMARK + "_"):  # another capability set, e.g. trained facts asked anew
             report["capabilities"][f"{row.benchmark.removeprefix(CAPABILITIES_BENCHMARK + '_')}/{row.metric}"] = entry
@@ -55,16 +57,20 @@ def alignment_markdown(report: dict) -> str:
              f"Base evaluation `{report['base']}`, aligned evaluation `{report['aligned']}`. Method: {report['method']}.", "",
              "| score | n | base [95%] | aligned [95%] | diff | 95% interval | p | detectable |",
              "|---|---:|---|---|---:|---|---:|---:|"]
-    for section in ("capabilities", "benchmarks"):
-        for name, e in report[section].items():
+    for section in ("capabilities", "benchmarks", "degeneration"):
+        for name, e in report.get(section, {}).items():
             diff = f"**{e['diff']:+.3f}**" if e["significant"] else f"{e['diff']:+.3f}"
-            lines.append(f"| {'capabilities/' if section == 'capabilities' else ''}{name} | {e['n']} | "
+            label = {"capabilities": f"capabilities/{name}", "benchmarks": name,
+                     "degeneration": f"degenerate generations: {name} (lower is better)"}[section]
+            lines.append(f"| {label} | {e['n']} | "
                          f"{e['base']:.3f} [{e['base_ci'][0]:.3f}, {e['base_ci'][1]:.3f}] | "
                          f"{e['aligned']:.3f} [{e['aligned_ci'][0]:.3f}, {e['aligned_ci'][1]:.3f}] | {diff} | "
                          f"[{e['ci_low']:+.3f}, {e['ci_high']:+.3f}] | {e['p']:.3g} | {e['detectable']:.3f} |".replace("| 0 |", "| < 0.0001 |"))
     lines += ["", "Bold: the interval excludes zero and p < 0.05. `trained_anew/`: facts the model was trained on, "
               "asked through templates and distractors no training record used; the other capability rows are "
-              "unseen facts."]
+              "unseen facts. `degenerate generations`: the share of generated outputs that repeat a 4-gram of words "
+              "3+ times or reproduce 12 consecutive prompt words beyond what the item's reference answer restates "
+              "(training/evaluate/degeneration.py); there a positive difference is a loss."]
     return "\n".join(lines) + "\n"
 
 
@@ -88,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:  # ItemMismatchError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for section in ("capabilities", "benchmarks"):
+    for section in ("capabilities", "benchmarks", "degeneration"):
         for name, e in report[section].items():
             mark = "*" if e["significant"] else " "
             print(f"{mark} {name:<40} n={e['n']:<5} {e['base']:.3f} -> {e['aligned']:.3f}  diff {e['diff']:+.3f} "

@@ -33,6 +33,11 @@ from pathlib import Path
 
 DONE = "DONE.json"
 PREDICTIONS = ".predictions.jsonl"  # <benchmark>.predictions.jsonl: one evaluated item per line
+ANEW_FILE = "test_trained_anew.jsonl"  # MKGSG's trained-facts-asked-anew set (training.mkgsg.anew)
+CAPABILITIES_ANEW = "capabilities_trained_anew"  # its name in reports, beside "capabilities" (unseen facts)
+CAPABILITY_TEST = "capability_test.jsonl"  # the unseen-facts records an evaluation scored
+# The records file an evaluation folder keeps beside each capability set's predictions.
+CAPABILITY_RECORDS = {"capabilities": CAPABILITY_TEST, CAPABILITIES_ANEW: ANEW_FILE}
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ class RunLayout:
         return self.stage_dir(stage) / "finished" / f"{benchmark}.json"
 
     def capability_test(self, stage: str = "eval") -> Path:
-        return self.stage_dir(stage) / "capability_test.jsonl"
+        return self.stage_dir(stage) / CAPABILITY_TEST
 
     def pairwise_accuracy(self, stage: str = "reward_model") -> Path:
         return self.stage_dir(stage) / "pairwise_accuracy.json"

@@ -17,18 +17,28 @@ from pathlib import Path
 from typing import Callable
 
 from training.evaluate.stats import mean_interval, paired_comparison
-from training.layout import PREDICTIONS
+from training.layout import CAPABILITY_RECORDS, PREDICTIONS
 
 Z95 = 1.959964
 Z80 = 0.841621  # one-sided, for 80% power
 
 
 # ---- per-item outcomes -------------------------------------------------------------------------
+DEGENERATE = "degenerate"  # the metric of a generation that loops or echoes its prompt (lower is better)
+
+
+def _degenerate(rows: list[dict], key: str) -> dict[str, dict[str, float]]:
+    # Generated items carry their degeneration flags (training/evaluate/degeneration.py); cloze items none.
+    flags = {str(r[key]): float(bool(d["repeated_ngram"] or d["echoes_prompt"]))
+             for r in rows if (d := r.get("degeneration"))}
+    return {DEGENERATE: flags} if flags else {}
+
+
 def _capability_outcomes(rows: list[dict]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for r in rows:
         out.setdefault(r["capability"], {})[r["id"]] = float(r["score"])
-    return out
+    return out | _degenerate(rows, "id")
 
 
 # Fields of a multiple-choice prediction that are not a scoring mode's pick.
@@ -48,7 +58,7 @@ def _multiple_choice_outcomes(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 def _ifeval_outcomes(rows: list[dict]) -> dict[str, dict[str, float]]:
     return {"prompt_level_strict_acc": {str(r["key"]): float(all(_flags(r["strict"]))) for r in rows},
-            "prompt_level_loose_acc": {str(r["key"]): float(all(_flags(r["loose"]))) for r in rows}}
+            "prompt_level_loose_acc": {str(r["key"]): float(all(_flags(r["loose"]))) for r in rows}} | _degenerate(rows, "key")
 
 
 def _flags(value) -> list[bool]:
@@ -65,6 +75,26 @@ OUTCOME_RULES: list[tuple[Callable[[dict], bool], Callable[[list[dict]], dict]]]
 ]
 
 
+def _with_degeneration(rows: list[dict], records_file: Path) -> list[dict]:
+    """Capability predictions written before they carried degeneration flags get them from the records file
+    the evaluation folder kept (prompt and reference answer), in memory: the folder is left as it is."""
+    if not records_file.exists() or any("degeneration" in r for r in rows):
+        return rows
+    from training.evaluate.degeneration import degeneration
+
+    records = {}
+    for line in records_file.read_text().splitlines():
+        if line.strip():
+            record = json.loads(line)
+            records[record["id"]] = record
+    for r in rows:
+        record = records.get(r["id"])
+        if r.get("method") == "generate" and record is not None:
+            prompt = record["messages"][-1]["content"]
+            r["degeneration"] = vars(degeneration(r.get("completion", ""), prompt, reference=record.get("reference", "")))
+    return rows
+
+
 def item_outcomes(eval_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
     """{benchmark: {metric or capability: {item id: outcome in [0, 1]}}} from an evaluation folder."""
     eval_dir = Path(eval_dir)
@@ -75,9 +105,12 @@ def item_outcomes(eval_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
     out = {}
     for path in files:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        benchmark = path.name.removesuffix(suffix)
+        if benchmark in CAPABILITY_RECORDS:
+            rows = _with_degeneration(rows, eval_dir / CAPABILITY_RECORDS[benchmark])
         rule = next((fn for match, fn in OUTCOME_RULES if rows and match(rows[0])), None)
         if rule is not None:
-            out[path.name.removesuffix(suffix)] = rule(rows)
+            out[benchmark] = rule(rows)
     return out
 
 

@@ -14,7 +14,7 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from training.layout import DONE, RunDirectory, read_json
+from training.layout import ANEW_FILE, CAPABILITIES_ANEW, DONE, RunDirectory, read_json
 from training.records import Capability, CapabilityRecord, dump_records, load_records
 from training.reward_model import train_reward_model
 from training.sft import repeated_by_capability, train_sft
@@ -324,8 +324,6 @@ def _benchmark_file(default_data, name: str) -> Path:
     return full if full.exists() else default_data(name, sample=True)
 
 
-ANEW_FILE = "test_trained_anew.jsonl"  # MKGSG's trained-facts-asked-anew set (training.mkgsg.anew)
-CAPABILITIES_ANEW = "capabilities_trained_anew"  # its name in reports, beside "capabilities" (unseen facts)
 
 
 # The stages by name: how a child process (`python -m training.stage`) finds the function to run.

@@ -132,3 +132,39 @@ def test_verdict_names_significant_differences_and_what_the_budget_could_detect(
     # instruction's 4 graded items cannot decide anything: the sentence says how large a difference it could see.
     assert "no difference beyond noise on instruction" in text and "could only detect a difference of about" in text
     assert not math.isnan(rows[0].detectable)
+
+
+def _flags(loop: bool = False, echo: bool = False) -> dict:
+    return {"repeated_ngram": loop, "echoes_prompt": echo, "reason": "test"}
+
+
+def test_degenerate_generations_are_paired_apart_from_the_scores(tmp_path):
+    # Four generated notes and one cloze item: the aligned model loops on two notes the base wrote cleanly.
+    for name, flags in (("base", [_flags(), _flags(), _flags(), _flags(echo=True)]),
+                        ("aligned", [_flags(loop=True), _flags(loop=True), _flags(), _flags(echo=True)])):
+        _write(tmp_path / name, "capabilities",
+               [{"id": f"n{i}", "capability": "integration", "score": 0.0, "method": "generate", "degeneration": f}
+                for i, f in enumerate(flags)] + [{"id": "c", "capability": "knowledge", "score": 1.0, "method": "cloze",
+                                                  "degeneration": None}])
+        _write(tmp_path / name, "ifeval", [{"key": 1, "response": "", "strict": True, "loose": True, "degeneration": _flags()}])
+    report = write_alignment_report(tmp_path / "base", tmp_path / "aligned", out=tmp_path / "report.json")
+    notes = report["degeneration"]["capabilities"]
+    assert (notes["n"], notes["base"], notes["aligned"], notes["diff"]) == (4, 0.25, 0.75, 0.5)
+    assert report["degeneration"]["ifeval"]["n"] == 1
+    assert "degenerate" not in report["capabilities"] and set(report["capabilities"]) == {"integration", "knowledge"}
+    assert "degenerate generations: capabilities (lower is better)" in (tmp_path / "report.md").read_text()
+
+
+def test_capability_predictions_without_flags_get_them_from_the_kept_records(tmp_path):
+    # An evaluation written before predictions carried flags: the records file beside it holds prompt and reference.
+    case = "70-year-old woman with atrial fibrillation and mitral stenosis on warfarin and digoxin since 2019."
+    ask = "List every interaction the team should check before starting any new medication today."
+    record = {"capability": "integration", "messages": [{"role": "user", "content": f"History: {case}\n{ask}"}],
+              "reference": f"Subjective: {case} Plan: check aspirin against warfarin."}
+    (tmp_path / "capability_test.jsonl").write_text("".join(json.dumps({"id": i, **record}) + "\n" for i in ("n0", "n1")))
+    _write(tmp_path, "capabilities", [
+        {"id": "n0", "capability": "integration", "score": 0.0, "method": "generate", "completion": f"History: {case}"},
+        {"id": "n1", "capability": "integration", "score": 0.0, "method": "generate", "completion": ask}])
+    # The restated case is content the reference restates too; the instruction read back is an echo.
+    assert item_outcomes(tmp_path)["capabilities"]["degenerate"] == {"n0": 0.0, "n1": 1.0}
+    assert "degeneration" not in (tmp_path / "capabilities.predictions.jsonl").read_text()  # the folder is left as it was

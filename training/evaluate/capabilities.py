@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from training.evaluate.degeneration import degeneration_rates
+from training.evaluate.degeneration import degeneration, degeneration_rates
 from training.evaluate.lm import LanguageModel
 from training.evaluate.multiple_choice import _argmax
 from training.evaluate.stats import mean_interval, proportion
@@ -44,6 +44,7 @@ class RecordVerdict:
     method: str = "generate"  # or "cloze"
     parsed: bool | None = None  # generation: a final answer could be read (None when the record has no answer)
     cloze_raw: float | None = None  # cloze: the raw-sum pick's score, beside the per-character one
+    degeneration: dict | None = None  # generation: loops and echoes (training/evaluate/degeneration.py)
 
 
 def verify_record(record: CapabilityRecord, completion: str) -> RecordVerdict:
@@ -113,10 +114,12 @@ def score_capabilities(lm: LanguageModel, records: list[CapabilityRecord], max_n
     for r, c in zip(generated, completions):
         v = verify_record(r, c)
         v.parsed = bool(final_answer_text(c).strip()) if r.verification.answer else None
+        v.degeneration = vars(degeneration(c, r.messages[-1].content, reference=r.reference))
         verdicts[r.id] = v
     ordered = [verdicts[r.id] for r in records]
     metrics = summarize(ordered)
-    metrics["degeneration"] = degeneration_rates(completions, [r.messages[-1].content for r in generated])
+    metrics["degeneration"] = degeneration_rates(completions, [r.messages[-1].content for r in generated],
+                                                 references=[r.reference for r in generated])
     return metrics, ordered
 
 

@@ -141,7 +141,7 @@ def run_benchmark(lm: LanguageModel, name: str, data: Path | str | None = None, 
 
         metrics, verdicts = score_capabilities(lm, items, new_tokens)
         rows = [{"id": v.id, "capability": v.capability, "score": v.score, "method": v.method, "parsed": v.parsed,
-                 "completion": v.completion,
+                 "completion": v.completion, "degeneration": v.degeneration,
                  "checks": {k: {"score": c.score, "reason": c.reason} for k, c in v.checks.items()}} for v in verdicts]
         per_item = {}
         for v in verdicts:

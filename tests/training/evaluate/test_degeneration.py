@@ -85,3 +85,34 @@ def test_rates_of_nothing_have_no_value():
 def test_rates_need_one_prompt_per_output():
     with pytest.raises(ValueError, match="one prompt per output"):
         degeneration_rates(["a", "b"], ["p"])
+
+
+CASE_NOTE_PROMPT = ("A case for medication review (no identifiers).\nHistory: 60-year-old man with left sided colitis "
+                    "with rectal bleeding (K51.511). Active medications: procainamide and acebutolol.\nWhich candidate "
+                    "should be started? Check each one against every active medication for interactions.")
+CASE_NOTE_REFERENCE = ("Subjective: 60-year-old man with left sided colitis with rectal bleeding (K51.511). Active "
+                       "medications: procainamide and acebutolol.\nAssessment: rabeprazole has no interaction.")
+HISTORY_LINE = "History: 60-year-old man with left sided colitis with rectal bleeding (K51.511). Active medications: procainamide and acebutolol."
+INSTRUCTIONS = "Check each one against every active medication for interactions."
+
+REFERENCE_CASES = [
+    # name, text, reference, echo
+    ("restating the case as the reference does", HISTORY_LINE + " Assessment: start rabeprazole.", CASE_NOTE_REFERENCE, False),
+    ("the same restatement without a reference", HISTORY_LINE + " Assessment: start rabeprazole.", "", True),
+    ("reading the instructions back", "Which candidate should be started? " + INSTRUCTIONS, CASE_NOTE_REFERENCE, True),
+    ("case and instructions back to back", HISTORY_LINE + " Which candidate should be started? " + INSTRUCTIONS,
+     CASE_NOTE_REFERENCE, True),
+]
+
+
+@pytest.mark.parametrize("name,text,reference,echo", REFERENCE_CASES, ids=[c[0] for c in REFERENCE_CASES])
+def test_what_the_reference_restates_is_not_an_echo(name, text, reference, echo):
+    assert degeneration(text, CASE_NOTE_PROMPT, reference=reference).echoes_prompt is echo
+
+
+def test_rates_take_one_reference_per_output():
+    text = HISTORY_LINE + " Assessment: start rabeprazole."
+    assert degeneration_rates([text], [CASE_NOTE_PROMPT], references=[CASE_NOTE_REFERENCE])["echoes_prompt"]["k"] == 0
+    assert degeneration_rates([text], [CASE_NOTE_PROMPT])["echoes_prompt"]["k"] == 1
+    with pytest.raises(ValueError, match="one reference per output"):
+        degeneration_rates([text], [CASE_NOTE_PROMPT], references=[])
