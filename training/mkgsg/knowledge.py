@@ -78,6 +78,19 @@ def pick(tiers: Iterable[Sequence[str]], need: int, rng: random.Random, exclude:
     raise Rejected("no-distractors", f"only {len(chosen)} of {need} distractors found")
 
 
+# Share of ICD-10-CM and interaction seeds asked as a yes/no check instead of multiple choice. Records
+# that only ever answer with a letter teach nothing about answering "yes" or "no", and the first two
+# standard runs drifted to a constant "no" on PubMedQA's yes/no questions (docs/training.md). Each
+# check is true or false with even odds, so the data carries no prior for either word.
+YES_NO_SHARE = 0.5
+YES_NO = {"yes": "yes", "no": "no"}
+
+
+def yes_no(question: str, true: bool) -> tuple[str, AnswerSpec]:
+    """A closed yes/no question about one statement, and its answer spec (a label, scored like an option)."""
+    return f"{question} Answer yes or no.", AnswerSpec(kind="label", value="yes" if true else "no", options=dict(YES_NO))
+
+
 def make_record(capability: str, seed: Seed, kind: str, question: str, reference: str, answer: AnswerSpec,
                 reasoning: ReasoningSpec | None = None, **ids: Sequence[str]) -> CapabilityRecord:
     """Assemble a record and check it with the rule verifiers, so a broken one is a rejection, not data."""
@@ -276,6 +289,16 @@ def icd10_item(seed: Seed, kb: Any, rng: random.Random) -> CapabilityRecord:
     kind = rng.choice(["code-to-description", "description-to-code", "hierarchy"])
     if kind != "hierarchy" and len({c for tier in sibling_tiers for c in tier}) < 3:
         kind = "hierarchy"  # chapter 22 holds four codes: no room for multiple choice
+    if kind == "description-to-code" and rng.random() < YES_NO_SHARE:
+        # The check's false statements name the nearest sibling code: telling E11.610 from E11.618 is the fact.
+        true = rng.random() < 0.5
+        shown = code if true else pick(sibling_tiers, 1, rng, exclude=[code])[0]
+        question = rng.choice(["Is \"{d}\" coded {c} in ICD-10-CM?",
+                               "Does ICD-10-CM code {c} record \"{d}\"?"]).format(d=description, c=shown)
+        prompt, answer = yes_no(question, true)
+        reference = (f"\"{description}\" is coded {code}." if true else
+                     f"\"{description}\" is coded {code}, not {shown}.") + f"\nAnswer: {answer.value}"
+        return make_record(CAPABILITY, seed, "code-check", prompt, reference, answer, icd10=list(dict.fromkeys([code, shown])))
     if kind == "code-to-description":
         by_text = {clean(kb.icd10_description(c)): c for tier in sibling_tiers for c in tier}
         tiers = [[clean(kb.icd10_description(c)) for c in tier] for tier in sibling_tiers]
@@ -410,6 +433,8 @@ def interactions_item(seed: Seed, kb: Any, rng: random.Random) -> CapabilityReco
     anchor, partner = rng.sample([pair.drug_a, pair.drug_b], 2)
     if not is_high_pair(kb, anchor, partner):
         raise Rejected("not-high-priority", f"{anchor} + {partner} is not a high-priority ONC pair")
+    if rng.random() < YES_NO_SHARE:
+        return interaction_check(seed, kb, rng, anchor, partner)
     wrong = non_interacting(kb, anchor, partner, rng, 3, exclude=[partner])
     question = rng.choice(["Which of these drugs has a high-priority interaction (ONC list) with {a}?",
                            "A patient takes {a}. Which of these drugs is on the ONC high-priority interaction list "
@@ -420,6 +445,21 @@ def interactions_item(seed: Seed, kb: Any, rng: random.Random) -> CapabilityReco
     # Dictionary ids, not the ONC file's: the two disagree for a few drugs (verapamil).
     return make_record(CAPABILITY, seed, "interaction-mc", prompt, reference, answer,
                        drugbank=drugbank_ids(kb, [anchor, partner, *wrong]))
+
+
+def interaction_check(seed: Seed, kb: Any, rng: random.Random, anchor: str, partner: str) -> CapabilityRecord:
+    """Is this pair on the ONC high-priority list? A false check names a drug near the real partner that
+    has no listed interaction with the anchor at all (kb.interactions), the hard case for a model."""
+    true = rng.random() < 0.5
+    other = partner if true else non_interacting(kb, anchor, partner, rng, 1, exclude=[partner])[0]
+    question = rng.choice(["Is the combination of {a} and {b} on the ONC high-priority drug-drug interaction list?",
+                           "Should prescribing {b} to a patient on {a} trigger a high-priority interaction alert "
+                           "(ONC list)?"]).format(a=anchor, b=other)
+    prompt, answer = yes_no(question, true)
+    reference = (f"ONC lists {anchor} with {other} as a high-priority interaction." if true else
+                 f"ONC lists no interaction between {anchor} and {other}.") + f"\nAnswer: {answer.value}"
+    return make_record(CAPABILITY, seed, "interaction-check", prompt, reference, answer,
+                       drugbank=drugbank_ids(kb, [anchor, other]))
 
 
 BUILDERS: dict[str, Builder] = {

@@ -95,6 +95,10 @@ def _check_knowledge_icd10(kb, seed, record):
         assert correct == code and normalize(kb.icd10_description(code)) in normalize(record.messages[-1].content)
         for other in wrong:
             assert kb.is_valid_icd10(other) and set(kb.icd10_ancestors(other)[:-1]) & set(kb.icd10_ancestors(code)[:-1])
+    elif kind == "code-check":  # yes/no: is the description coded with the code shown?
+        shown = record.provenance.icd10[-1]
+        assert (answer.value == "yes") == (shown == code) and f" {shown} " in f" {record.messages[-1].content} "
+        assert shown == code or set(kb.icd10_ancestors(shown)[:-1]) & set(kb.icd10_ancestors(code)[:-1])
     elif kind == "block":
         assert answer.accepted[0] in kb.icd10_ancestors(code)
         assert answer.value in kb.icd10_description(answer.accepted[0])
@@ -130,6 +134,19 @@ def _check_knowledge_hpo(kb, seed, record):
 
 
 def _check_knowledge_interactions(kb, seed, record):
+    if _kind(record) == "interaction-check":  # yes/no: the pair asked about is high priority, or not listed at all
+        pair, answer, question = seed.item, record.verification.answer, record.messages[-1].content
+        anchor = next(d for d in (pair.drug_a, pair.drug_b) if mentions(question, d))
+        asked = [d for d in (pair.drug_a, pair.drug_b) if mentions(question, d)]
+        if answer.value == "yes":
+            assert sorted(asked) == sorted([pair.drug_a, pair.drug_b])
+            assert any(i.severity == "high" for i in kb.interactions(asked))
+        else:
+            partner = next(d for d in (pair.drug_a, pair.drug_b) if d != anchor)
+            assert asked == [anchor] and not mentions(question, partner)
+            shown = [d for d in knowledge.onc_drugs(kb) if d != anchor and mentions(question, d)]
+            assert shown and all(kb.interactions([anchor, d]) == [] for d in shown)
+        return
     correct, wrong = _options(record)
     pair = seed.item
     anchor = pair.drug_b if correct == pair.drug_a else pair.drug_a
@@ -302,3 +319,24 @@ def test_rejections_name_their_reason(kb, capability, source, reason):
     with pytest.raises(Rejected) as caught:
         MODULES[capability].BUILDERS[source](seed, kb, random.Random(0))
     assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize("source, kind", [("icd10", "code-check"), ("interactions", "interaction-check")])
+def test_yes_no_checks_are_true_and_false_alike(kb, source, kind):
+    # Many rng draws over one seed: about half of the checks say yes, so the data teaches no prior for either
+    # word (PubMedQA's yes/no questions are scored by that prior when a model cannot read the abstract).
+    seeds = _seeds(kb, "knowledge", source)[:4]
+    checks = []
+    for i in range(300):
+        try:
+            record = knowledge.BUILDERS[source](seeds[i % len(seeds)], kb, random.Random(1000 + i))
+        except Rejected:
+            continue
+        if _kind(record) == kind:
+            checks.append(record)
+            assert record.verification.answer.kind == "label" and set(record.verification.answer.options) == {"yes", "no"}
+            assert record.messages[-1].content.endswith("Answer yes or no.")
+            wrong = "no" if record.verification.answer.value == "yes" else "yes"
+            assert verify_record(record, f"Answer: {wrong}").score == 0.0
+    answers = [r.verification.answer.value for r in checks]
+    assert len(checks) >= 30 and 0.35 <= answers.count("yes") / len(answers) <= 0.65, answers
